@@ -1,0 +1,1 @@
+"""The HTTP API. It never imports torch or the worker: it enqueues jobs by task name."""

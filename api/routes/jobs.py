@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, status
+
+from api.deps import SessionDep, SettingsDep
+from api.schemas.common import ErrorRead
+from api.schemas.job import JobCreate, JobPage, JobRead, JobStatusName, MetricsRead, WeightsRead
+from api.services import jobs
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorRead, "description": "No job with this id."}}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobRead,
+    responses={422: {"description": "The spec is invalid or names an unknown dataset."}},
+)
+def create_job(body: Annotated[JobCreate, Body()], session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    """Submit a training job; it is queued and trained by a worker. Defaults are filled in the stored spec."""
+    return jobs.job_read(jobs.create_job(session, settings, body))
+
+
+@router.get("", response_model=JobPage)
+def list_jobs(
+    session: SessionDep,
+    status: Annotated[JobStatusName | None, Query(description="Only jobs in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
+    offset: Annotated[int, Query(ge=0, description="Jobs to skip.")] = 0,
+) -> dict[str, Any]:
+    """List jobs, newest first."""
+    items, total = jobs.list_jobs(session, status, limit, offset)
+    return {"items": [jobs.job_read(job) for job in items], "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/{job_id}", response_model=JobRead, responses=NOT_FOUND)
+def get_job(job_id: str, session: SessionDep) -> dict[str, Any]:
+    """A job: its status, progress, normalized spec, and its result once it has succeeded."""
+    return jobs.job_read(jobs.get_job(session, job_id))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobRead,
+    responses={**NOT_FOUND, 409: {"model": ErrorRead, "description": "The job has already finished."}},
+)
+def cancel_job(job_id: str, session: SessionDep) -> dict[str, Any]:
+    """Cancel a queued job at once, or stop a running one at its next step; what it recorded is kept."""
+    return jobs.job_read(jobs.cancel_job(session, job_id))
+
+
+@router.get("/{job_id}/metrics", response_model=MetricsRead, responses=NOT_FOUND)
+def get_metrics(job_id: str, session: SessionDep) -> dict[str, Any]:
+    """Per-epoch metrics: data loss and penalty terms kept apart, validation metrics, weight norms."""
+    return {"epochs": jobs.job_metrics(session, job_id)}
+
+
+@router.get("/{job_id}/weights", response_model=WeightsRead, responses=NOT_FOUND)
+def get_weights(
+    job_id: str,
+    session: SessionDep,
+    epoch: Annotated[int | None, Query(ge=1, description="Epoch (default: the final weights).")] = None,
+) -> dict[str, Any]:
+    """Per-layer weight statistics (norms, exact and near-zero sparsity, histogram) at an epoch."""
+    return jobs.job_weights(session, job_id, epoch)

@@ -1,0 +1,362 @@
+"""Job request and response bodies. Field descriptions are the API's documentation in Swagger UI."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any, Literal, NotRequired, Self
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from typing_extensions import TypedDict
+
+from api.schemas.common import StrictModel
+
+OBJECTIVE = (
+    "regtrain minimizes J(w) = (1/n) * sum_i loss_i + l1 * sum|w| + (l2 / 2) * sum w^2, where loss_i is "
+    "cross-entropy (classification) or (1/2)(y - y_hat)^2 (regression) and the sums run over the "
+    "penalized tensors (weights; biases and normalization parameters are excluded by default)."
+)
+
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
+
+
+class ModelSpec(StrictModel):
+    type: Literal["linear", "mlp", "cnn"] = Field(
+        "mlp",
+        description="Network: `linear` (linear/logistic/softmax regression), `mlp` (fully connected), "
+        "`cnn` (convolutions for image-shaped data such as builtin:digits, then an MLP head).",
+    )
+    hidden_layers: list[int] = Field(
+        [64],
+        max_length=16,
+        description="Units in each hidden layer of an mlp (or of a cnn's head). Ignored by `linear`.",
+    )
+    activation: Literal["relu", "tanh", "gelu"] = Field("relu", description="Hidden-layer activation.")
+    dropout: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Probability of zeroing each hidden unit's output during training (inverted dropout).",
+    )
+    channels: list[int] = Field(
+        [16, 32],
+        min_length=1,
+        max_length=8,
+        description="Output channels of each convolution block of a cnn (each block also halves the image).",
+    )
+    kernel_size: int = Field(3, ge=1, le=15, description="Side of the square convolution kernels of a cnn.")
+    batch_norm: bool = Field(False, description="Batch normalization after each hidden layer or convolution.")
+
+    @field_validator("hidden_layers", "channels")
+    @classmethod
+    def _positive_widths(cls, widths: list[int]) -> list[int]:
+        for width in widths:
+            if not 1 <= width <= 65536:
+                raise ValueError(f"each layer needs between 1 and 65536 units, got {width}")
+        return widths
+
+
+class ElasticNetSpec(StrictModel):
+    alpha: float = Field(
+        ge=0.0,
+        description="Overall penalty strength, as scikit-learn's ElasticNet(alpha): l1 = alpha * l1_ratio.",
+    )
+    l1_ratio: float = Field(
+        ge=0.0, le=1.0, description="Share of L1 in the mix: l2 = alpha * (1 - l1_ratio). 1 is the lasso."
+    )
+
+
+class RegularizationSpec(StrictModel):
+    l1: float = Field(
+        0.0,
+        ge=0.0,
+        description="Coefficient of l1 * sum|w| in the objective. " + OBJECTIVE,
+    )
+    l2: float = Field(
+        0.0,
+        ge=0.0,
+        description="Coefficient of (l2 / 2) * sum w^2 in the objective (coupled L2, added to the gradient); "
+        "with plain SGD it equals PyTorch's weight_decay=l2.",
+    )
+    elastic_net: ElasticNetSpec | None = Field(
+        None,
+        description="scikit-learn's ElasticNet(alpha, l1_ratio) parametrization, resolved to "
+        "l1 = alpha * l1_ratio and l2 = alpha * (1 - l1_ratio) in the stored spec. Give this or l1/l2, not both.",
+    )
+    l1_method: Literal["proximal", "subgradient"] = Field(
+        "proximal",
+        description="`proximal`: soft-threshold w <- sign(w) * max(|w| - lr * l1, 0) after each optimizer "
+        "step, which gives exact zeros; `subgradient`: add l1 * sign(w) to the gradient (small values, no "
+        "exact zeros).",
+    )
+    weight_decay: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Decoupled weight decay (AdamW style) for any optimizer: w <- w * (1 - lr * weight_decay) "
+        "each step, applied to the penalized tensors. Not part of the objective and never merged with l2.",
+    )
+    max_norm: float | None = Field(
+        None,
+        gt=0.0,
+        description="After each step, rescale every unit's incoming weight vector (row of a weight matrix, "
+        "filter of a convolution) to L2 norm at most max_norm.",
+    )
+    exclude: list[str] = Field(
+        ["bias", "norm"],
+        max_length=64,
+        description="Tensors left out of every penalty: a pattern excludes a tensor when it occurs in the "
+        "tensor's name (`bias`) or matches the whole name as a glob (`hidden.0.*`).",
+    )
+
+    @model_validator(mode="after")
+    def _elastic_net_alone(self) -> Self:
+        net = self.elastic_net
+        if net is None:
+            return self
+        l1, l2 = net.alpha * net.l1_ratio, net.alpha * (1 - net.l1_ratio)
+        # A normalized spec carries both the elastic net and the l1/l2 it resolved to; that is fine.
+        given = {"l1": self.l1, "l2": self.l2}
+        resolved = {"l1": l1, "l2": l2}
+        if any(v != 0 and not math.isclose(v, resolved[k], rel_tol=1e-9, abs_tol=1e-15) for k, v in given.items()):
+            raise ValueError(
+                "elastic_net sets l1 and l2 itself (l1 = alpha * l1_ratio, l2 = alpha * (1 - l1_ratio)); "
+                "give either elastic_net or l1/l2, not both"
+            )
+        self.l1, self.l2 = l1, l2
+        return self
+
+
+class OptimizerSpec(StrictModel):
+    type: Literal["sgd", "adam", "adamw"] = Field(
+        "sgd",
+        description="`sgd` (with optional momentum), `adam`, or `adamw` (Adam with decoupled weight decay).",
+    )
+    lr: float = Field(0.01, gt=0.0, le=10.0, description="Learning rate (step size).")
+    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="Heavy-ball momentum of sgd. Adam and AdamW use betas.")
+    betas: tuple[float, float] = Field(
+        (0.9, 0.999), description="Decay rates of Adam's first and second moment estimates, each in [0, 1)."
+    )
+
+    @model_validator(mode="after")
+    def _optimizer_knobs(self) -> Self:
+        if self.type != "sgd" and self.momentum != 0:
+            raise ValueError(f"momentum applies to sgd only; {self.type} uses betas")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError("each of betas must lie in [0, 1)")
+        return self
+
+
+class EarlyStoppingSpec(StrictModel):
+    patience: int = Field(5, ge=1, description="Epochs without improvement of the validation data loss to wait.")
+    min_delta: float = Field(0.0, ge=0.0, description="Smallest decrease of the validation data loss that counts.")
+
+
+class TrainingSpec(StrictModel):
+    epochs: int = Field(10, ge=1, description="Passes over the training split (at most the server's limit).")
+    batch_size: int | None = Field(
+        64, ge=1, description="Rows per step; null trains full batch (with sgd: proximal gradient descent)."
+    )
+    validation_fraction: float = Field(
+        0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Share of rows held out for validation (stratified for classification).",
+    )
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of rows held out for a final test.")
+    standardize: bool = Field(
+        True,
+        description="Scale features by the training split's mean and population standard deviation (ddof=0, "
+        "as scikit-learn's StandardScaler). Targets are not scaled.",
+    )
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds initialization, splits, data order and dropout.")
+    early_stopping: EarlyStoppingSpec | None = Field(
+        None, description="Stop when the validation data loss stops improving, and keep the best weights."
+    )
+    precision: Literal["float32", "float64"] = Field(
+        "float32", description="Floating-point precision of weights and data during training."
+    )
+
+    @model_validator(mode="after")
+    def _splits_fit(self) -> Self:
+        if self.validation_fraction + self.test_fraction >= 0.9:
+            raise ValueError("validation_fraction + test_fraction must leave at least 10% of rows for training")
+        if self.early_stopping is not None and self.validation_fraction == 0:
+            raise ValueError("early_stopping watches the validation loss: set validation_fraction above 0")
+        return self
+
+
+EXAMPLE_JOB: dict[str, Any] = {
+    "name": "wine-elastic-net",
+    "dataset": "builtin:wine",
+    "model": {"type": "mlp", "hidden_layers": [32], "activation": "relu", "dropout": 0.1},
+    "regularization": {"elastic_net": {"alpha": 0.001, "l1_ratio": 0.5}, "l1_method": "proximal"},
+    "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9},
+    "training": {"epochs": 20, "batch_size": 32, "validation_fraction": 0.2, "seed": 0},
+}
+
+
+class JobCreate(StrictModel):
+    model_config = StrictModel.model_config | {"json_schema_extra": {"examples": [EXAMPLE_JOB]}}
+
+    name: str | None = Field(None, max_length=200, description="A label for people; need not be unique.")
+    dataset: str = Field(
+        min_length=1,
+        max_length=300,
+        description="`builtin:NAME` (iris, wine, breast_cancer, digits, diabetes), a dataset id, "
+        "`NAME@latest` or `NAME@VERSION`.",
+    )
+    target: str | None = Field(None, max_length=200, description="Target column (default: the dataset's target).")
+    task: Literal["classification", "regression"] | None = Field(
+        None, description="Default: the dataset's task (classification for built-in class labels)."
+    )
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    regularization: RegularizationSpec = Field(default_factory=RegularizationSpec)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="`auto` uses a GPU when the worker has one; `cuda` waits for a GPU worker."
+    )
+
+
+class DatasetRef(BaseModel):
+    id: str = Field(description="Dataset id (`builtin:NAME` for built-ins).")
+    name: str
+    version: int
+    sha256: str = Field(description="SHA-256 of the exact bytes the job trains on.")
+
+
+class Progress(BaseModel):
+    epoch: int = Field(description="Epochs finished so far.")
+    epochs: int = Field(description="Epochs asked for.")
+
+
+class JobError(BaseModel):
+    type: str = Field(description="`diverged`, `canceled`, `worker_lost`, `timeout`, `invalid_data` or `internal`.")
+    message: str
+
+
+class SplitMetrics(TypedDict):
+    data_loss: float
+    accuracy: NotRequired[float]
+    r2: NotRequired[float]
+    rmse: NotRequired[float]
+    l1_penalty: NotRequired[float]
+    l2_penalty: NotRequired[float]
+
+
+class WeightTotals(TypedDict):
+    count: int
+    l1_norm: float
+    l2_norm: float
+    zero_fraction: float
+    near_zero_fraction: float
+
+
+class PenalizedTensor(TypedDict):
+    name: str
+    l1: float
+    l2: float
+    weight_decay: float
+
+
+class JobResult(BaseModel):
+    epochs_run: int
+    best_epoch: int = Field(
+        description="Epoch with the lowest validation data loss (training loss without validation)."
+    )
+    weights_epoch: int = Field(description="Epoch whose weights the artifact holds (best_epoch after early stopping).")
+    train: SplitMetrics = Field(
+        description="Training split, eval mode, with the penalty terms l1_penalty and l2_penalty."
+    )
+    validation: SplitMetrics | None
+    test: SplitMetrics | None = None
+    weights: WeightTotals = Field(description="Totals over the penalized tensors of the final weights.")
+    penalized: list[PenalizedTensor] = Field(description="The tensors the penalties applied to, with coefficients.")
+    device: str
+    seconds: float = Field(description="Wall time of training, data preparation included.")
+    samples_per_second: float = Field(description="Training rows processed per second of optimizer steps.")
+
+
+class JobRead(BaseModel):
+    id: str
+    name: str | None
+    status: JobStatusName
+    task: Literal["classification", "regression"]
+    spec: JobCreate = Field(description="The normalized spec: defaults filled in, elastic_net resolved to l1/l2.")
+    dataset: DatasetRef
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    progress: Progress
+    attempts: int = Field(description="How many times a worker has started this job.")
+    result: JobResult | None
+    error: JobError | None
+    schedule_id: str | None
+
+
+class JobPage(BaseModel):
+    items: list[JobRead]
+    total: int = Field(description="Jobs matching the filter, over all pages.")
+    limit: int
+    offset: int
+
+
+class EpochRead(TypedDict):
+    epoch: int
+    train_data_loss: float
+    l1_penalty: float
+    l2_penalty: float
+    val_data_loss: NotRequired[float | None]
+    val_accuracy: NotRequired[float]
+    val_r2: NotRequired[float]
+    val_rmse: NotRequired[float]
+    l1_norm: float
+    l2_norm: float
+    zero_fraction: float
+    lr: float
+    seconds: float
+
+
+class MetricsRead(BaseModel):
+    epochs: list[EpochRead] = Field(description="One entry per finished epoch, oldest first.")
+
+
+class Histogram(BaseModel):
+    edges: list[float] = Field(description="Bin edges, fixed at the first epoch so epochs compare.")
+    counts: list[int] = Field(description="Weights per bin; the outermost bins also count values beyond the edges.")
+
+
+class LayerRead(BaseModel):
+    name: str = Field(description="The tensor's name in the artifact.")
+    penalized: bool
+    shape: list[int]
+    count: int
+    l1_norm: float = Field(description="sum |w|")
+    l2_norm: float = Field(description="sqrt(sum w^2)")
+    max_abs: float
+    mean: float
+    std: float = Field(description="Population standard deviation.")
+    zero_fraction: float = Field(description="Share of entries exactly 0.")
+    near_zero_fraction: float = Field(description="Share of entries with |w| < 1e-3.")
+    dead_units: int | None = Field(description="Units (rows; filters for convolutions) whose weights are all 0.")
+    spectral_norm: float | None = Field(
+        description="Largest singular value (of the (out, -1) reshaped kernel for convolutions)."
+    )
+    histogram: Histogram
+
+
+class WeightTotalsRead(BaseModel):
+    count: int
+    l1_norm: float
+    l2_norm: float
+    max_abs: float
+    zero_fraction: float
+    near_zero_fraction: float
+
+
+class WeightsRead(BaseModel):
+    epoch: int
+    epochs_recorded: list[int] = Field(description="Epochs for which statistics are stored.")
+    layers: list[LayerRead]
+    total: WeightTotalsRead = Field(description="Totals over the penalized tensors.")

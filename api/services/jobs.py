@@ -1,0 +1,195 @@
+"""Job use cases: submit, read, list, cancel, and the job's metrics and weight statistics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.schemas.job import JobCreate
+from api.services.datasets import resolve_dataset
+from api.services.queueing import enqueue_job
+from core.errors import Conflict, InvalidInput, NotFound
+from core.queues import queue_for_device
+from core.settings import Settings
+from models import EpochMetric, Job, JobStatus, LayerStat, transition
+
+
+def create_job(session: Session, settings: Settings, body: JobCreate) -> Job:
+    dataset = resolve_dataset(session, body.dataset)
+    task = body.task or dataset.task
+    if body.training.epochs > settings.max_epochs:
+        raise InvalidInput(
+            f"training.epochs is {body.training.epochs}, above this server's limit of {settings.max_epochs}."
+        )
+    if body.target is not None and body.target != dataset.target:
+        raise InvalidInput(f"Dataset {dataset.id!r} has no column {body.target!r}; its target is {dataset.target!r}.")
+    if task == "classification" and dataset.task == "regression":
+        raise InvalidInput(
+            f"Dataset {dataset.id!r} has a continuous target, so it cannot be used for classification; "
+            "use task 'regression'."
+        )
+    if body.model.type == "cnn" and dataset.image_shape is None:
+        raise InvalidInput(
+            f"A cnn needs image-shaped data (N, C, H, W) and {dataset.id!r} is tabular; use 'mlp' or 'linear'."
+        )
+    spec = body.model_dump(mode="json")
+    queue = queue_for_device(body.device)
+    job = Job(
+        name=body.name,
+        status=JobStatus.QUEUED.value,
+        spec=spec,
+        task=task,
+        device=body.device,
+        queue=queue,
+        dataset_ref=body.dataset,
+        dataset_id=dataset.id,
+        dataset_name=dataset.name,
+        dataset_version=dataset.version,
+        dataset_sha256=dataset.sha256,
+        progress_epoch=0,
+        progress_epochs=body.training.epochs,
+        attempts=0,
+    )
+    session.add(job)
+    # Commit, then enqueue: the row exists before any message names it.
+    session.commit()
+    enqueue_job(job.id, queue)
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFound(f"There is no job with id {job_id!r}.")
+    return job
+
+
+def list_jobs(session: Session, status: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
+    query = select(Job)
+    if status is not None:
+        query = query.where(Job.status == status)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    jobs = session.scalars(query.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset))
+    return list(jobs), total
+
+
+def cancel_job(session: Session, job_id: str) -> Job:
+    """Queued jobs are canceled at once; a running job is marked canceled and its worker, which checks
+    at every step boundary, stops and keeps what it recorded."""
+    job = get_job(session, job_id)
+    updated = transition(
+        session, job_id, JobStatus.CANCELED, error_type="canceled", error_message="Canceled on request."
+    )
+    if updated is None:
+        session.rollback()
+        current = get_job(session, job_id)
+        session.refresh(current)
+        raise Conflict(f"Job {job_id} has already {current.status}; only queued or running jobs can be canceled.")
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def job_metrics(session: Session, job_id: str) -> list[dict[str, Any]]:
+    job = get_job(session, job_id)
+    rows = session.scalars(select(EpochMetric).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch))
+    epochs = []
+    for row in rows:
+        entry: dict[str, Any] = {
+            "epoch": row.epoch,
+            "train_data_loss": row.train_data_loss,
+            "l1_penalty": row.l1_penalty,
+            "l2_penalty": row.l2_penalty,
+            "val_data_loss": row.val_data_loss,
+            "l1_norm": row.l1_norm,
+            "l2_norm": row.l2_norm,
+            "zero_fraction": row.zero_fraction,
+            "lr": row.lr,
+            "seconds": row.seconds,
+        }
+        if job.task == "classification":
+            entry["val_accuracy"] = row.val_accuracy
+        else:
+            entry.update(val_r2=row.val_r2, val_rmse=row.val_rmse)
+        epochs.append(entry)
+    return epochs
+
+
+def job_weights(session: Session, job_id: str, epoch: int | None) -> dict[str, Any]:
+    job = get_job(session, job_id)
+    recorded = list(
+        session.scalars(select(EpochMetric.epoch).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch))
+    )
+    if not recorded:
+        raise NotFound(f"Job {job_id} has no weight statistics yet; they appear after its first epoch.")
+    # By default, the weights the artifact holds: the best epoch's when early stopping restored them.
+    final = (job.result or {}).get("weights_epoch", recorded[-1])
+    chosen = final if epoch is None else epoch
+    if chosen not in recorded:
+        raise NotFound(
+            f"Job {job_id} has no weight statistics for epoch {epoch}; recorded epochs are "
+            f"{recorded[0]} to {recorded[-1]}."
+        )
+    totals = session.scalars(select(EpochMetric).where(EpochMetric.job_id == job_id, EpochMetric.epoch == chosen)).one()
+    layers = session.scalars(
+        select(LayerStat).where(LayerStat.job_id == job_id, LayerStat.epoch == chosen).order_by(LayerStat.position)
+    )
+    return {
+        "epoch": chosen,
+        "epochs_recorded": recorded,
+        "layers": [_layer_dict(layer) for layer in layers],
+        "total": {
+            "count": totals.weight_count,
+            "l1_norm": totals.l1_norm,
+            "l2_norm": totals.l2_norm,
+            "max_abs": totals.max_abs,
+            "zero_fraction": totals.zero_fraction,
+            "near_zero_fraction": totals.near_zero_fraction,
+        },
+    }
+
+
+def _layer_dict(layer: LayerStat) -> dict[str, Any]:
+    return {
+        "name": layer.name,
+        "penalized": layer.penalized,
+        "shape": layer.shape,
+        "count": layer.count,
+        "l1_norm": layer.l1_norm,
+        "l2_norm": layer.l2_norm,
+        "max_abs": layer.max_abs,
+        "mean": layer.mean,
+        "std": layer.std,
+        "zero_fraction": layer.zero_fraction,
+        "near_zero_fraction": layer.near_zero_fraction,
+        "dead_units": layer.dead_units,
+        "spectral_norm": layer.spectral_norm,
+        "histogram": layer.histogram,
+    }
+
+
+def job_read(job: Job) -> dict[str, Any]:
+    """The API's view of a job row."""
+    return {
+        "id": job.id,
+        "name": job.name,
+        "status": job.status,
+        "task": job.task,
+        "spec": job.spec,
+        "dataset": {
+            "id": job.dataset_id,
+            "name": job.dataset_name,
+            "version": job.dataset_version,
+            "sha256": job.dataset_sha256,
+        },
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "progress": {"epoch": job.progress_epoch, "epochs": job.progress_epochs},
+        "attempts": job.attempts,
+        "result": job.result,
+        "error": {"type": job.error_type, "message": job.error_message or ""} if job.error_type else None,
+        "schedule_id": job.schedule_id,
+    }

@@ -1,0 +1,35 @@
+"""Domain errors. Each carries its HTTP status; the API turns them into {"detail", "error"}."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    status_code = 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    @property
+    def code(self) -> str:
+        return type(self).__name__
+
+
+class NotFound(DomainError):
+    status_code = 404
+
+
+class Conflict(DomainError):
+    status_code = 409
+
+
+class TooLarge(DomainError):
+    status_code = 413
+
+
+class InvalidInput(DomainError):
+    status_code = 422
+
+
+class Unavailable(DomainError):
+    status_code = 503

@@ -1,0 +1,59 @@
+"""The one place that reads the environment: every setting has the REGTRAIN_ prefix."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, computed_field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REGTRAIN_", extra="ignore")
+
+    home: Path = Field(Path("var"), description="Data directory: SQLite files, artifacts, uploads.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; default: a SQLite file under home (embedded mode)."
+    )
+    broker_url: str | None = Field(
+        None, description="Celery broker URL; default: a SQLite-backed kombu transport under home."
+    )
+    max_upload_bytes: int = Field(512 * MIB, gt=0)
+    max_epochs: int = Field(10_000, ge=1, description="Largest `training.epochs` a job may ask for.")
+    job_time_limit_seconds: int = Field(
+        6 * 3600, ge=1, description="Longest a job may train; the broker's visibility timeout sits above it."
+    )
+    worker_concurrency: int = Field(1, ge=1)
+    log_level: str = "info"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'regtrain.sqlite').resolve()}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{(self.home / 'broker.sqlite').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def embedded(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    def ensure_home(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, UTCDateTime, new_id, utcnow
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
+
+
+class Job(Base):
+    """A training job. Its `status` changes only through models.job_state.transition."""
+
+    __tablename__ = "job"
+    __table_args__ = (
+        CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status_known"),
+        Index("ix_job_status_created_at", "status", "created_at"),
+        Index("ix_job_created_at", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    # The normalized spec: defaults filled in, elastic net resolved to l1/l2.
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    task: Mapped[str] = mapped_column(String(16))
+    device: Mapped[str] = mapped_column(String(8))
+    queue: Mapped[str] = mapped_column(String(64))
+
+    # The dataset exactly as resolved at submit time: a later upload under the same name changes nothing.
+    dataset_ref: Mapped[str] = mapped_column(String(300))
+    dataset_id: Mapped[str] = mapped_column(String(64))
+    dataset_name: Mapped[str] = mapped_column(String(200))
+    dataset_version: Mapped[int] = mapped_column(Integer)
+    dataset_sha256: Mapped[str] = mapped_column(String(64))
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    progress_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    progress_epochs: Mapped[int] = mapped_column(Integer)
+    # Number of times a worker has claimed the job; the current attempt fences late writes of older ones.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error_type: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    artifact_path: Mapped[str | None] = mapped_column(String(500))
+
+    schedule_id: Mapped[str | None] = mapped_column(String(36), index=True)

@@ -1,0 +1,82 @@
+"""The job lifecycle. Every status change goes through `transition`, a conditional UPDATE that only
+succeeds from an allowed source status, so there is no lost update and no resurrection of a
+terminal job, whichever process gets there first."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from models.base import utcnow
+from models.job import Job
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+
+ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELED}),
+    JobStatus.RUNNING: frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED}),
+    JobStatus.SUCCEEDED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELED: frozenset(),
+}
+
+
+class IllegalTransition(ValueError):
+    pass
+
+
+def transition(
+    session: Session,
+    job_id: str,
+    to: JobStatus,
+    *,
+    source: JobStatus | None = None,
+    attempt: int | None = None,
+    **values: Any,
+) -> Job | None:
+    """Move a job to `to` if its current status allows it (and, when given, it is in `source` and
+    its current attempt is `attempt`). Returns the updated row, or None when the job was not in a
+    state that allows the move: the caller lost the race and must not act as if it had won.
+    Entering `running` counts a new attempt; entering a terminal status stamps finished_at."""
+    sources = [status for status, targets in ALLOWED_TRANSITIONS.items() if to in targets]
+    if source is not None:
+        if source not in sources:
+            raise IllegalTransition(f"a job never moves from {source} to {to}")
+        sources = [source]
+    now = utcnow()
+    changes: dict[str, Any] = {"status": to.value, **values}
+    if to is JobStatus.RUNNING:
+        changes.update(attempts=Job.attempts + 1, started_at=now, heartbeat_at=now)
+    if to in TERMINAL_STATUSES:
+        changes["finished_at"] = now
+    statement = update(Job).where(Job.id == job_id, Job.status.in_([s.value for s in sources]))
+    if attempt is not None:
+        statement = statement.where(Job.attempts == attempt)
+    row = session.execute(
+        statement.values(**changes).returning(Job).execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    return row
+
+
+def update_running(session: Session, job_id: str, attempt: int, **values: Any) -> bool:
+    """Write to a running job only while `attempt` still owns it (fencing): False means the job was
+    canceled, finished, or taken over, and the caller must stop."""
+    statement = (
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.attempts == attempt)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]

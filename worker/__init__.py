@@ -1,0 +1,1 @@
+"""The Celery worker: thin tasks, and worker/training/, the PyTorch engine."""

@@ -1,0 +1,124 @@
+"""Arrays in, device tensors out: deterministic (stratified) splits and standardization statistics
+taken from the training split only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from worker.training.config import Task, TrainingConfig
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    """Features X of shape (N, F), or (N, C, H, W) for images; targets y of shape (N,)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: tuple[str, ...]
+    image_shape: tuple[int, int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.X) != len(self.y):
+            raise ValueError(f"X has {len(self.X)} rows but y has {len(self.y)}")
+
+
+@dataclass(frozen=True)
+class Split:
+    X: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    train: Split
+    validation: Split | None
+    test: Split | None
+    n_outputs: int
+    class_labels: tuple[str, ...] | None
+    # Per-feature statistics of the training split (ddof=0); identity when standardize is off.
+    mean: np.ndarray
+    scale: np.ndarray
+    feature_names: tuple[str, ...]
+    image_shape: tuple[int, int, int] | None
+
+
+def split_indices(
+    y: np.ndarray, task: Task, validation_fraction: float, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train/validation/test row indices, the same for the same seed; stratified by class for
+    classification so that every split keeps the class balance."""
+    rng = np.random.default_rng(seed)
+    groups = [np.flatnonzero(y == label) for label in np.unique(y)] if task == "classification" else [np.arange(len(y))]
+    train, validation, test = [], [], []
+    for group in groups:
+        order = rng.permutation(group)
+        n_test = round(test_fraction * len(order))
+        n_val = round(validation_fraction * len(order))
+        test.append(order[:n_test])
+        validation.append(order[n_test : n_test + n_val])
+        train.append(order[n_test + n_val :])
+    return tuple(np.sort(np.concatenate(part)).astype(np.int64) for part in (train, validation, test))  # type: ignore[return-value]
+
+
+def encode_labels(y: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+    labels, codes = np.unique(y, return_inverse=True)
+    return codes.astype(np.int64), tuple(str(label) for label in labels.tolist())
+
+
+def prepare(
+    data: ArrayDataset, task: Task, training: TrainingConfig, device: torch.device, dtype: torch.dtype
+) -> PreparedData:
+    if task == "classification":
+        y, class_labels = encode_labels(data.y)
+        n_classes = len(class_labels)
+        # Two classes use one logit (logistic regression, as scikit-learn does); more use softmax.
+        n_outputs = 1 if n_classes == 2 else n_classes
+    else:
+        y, class_labels, n_outputs = data.y.astype(np.float64), None, 1
+
+    train_idx, val_idx, test_idx = split_indices(
+        y, task, training.validation_fraction, training.test_fraction, training.seed
+    )
+    X = np.asarray(data.X, dtype=np.float64)
+    flat_train = X[train_idx].reshape(len(train_idx), -1)
+    if training.standardize:
+        mean = flat_train.mean(axis=0)
+        scale = flat_train.std(axis=0)
+        # A constant feature carries no information; leave it centred rather than divide by zero.
+        scale[scale == 0] = 1.0
+    else:
+        mean = np.zeros(flat_train.shape[1])
+        scale = np.ones(flat_train.shape[1])
+
+    def to_split(idx: np.ndarray) -> Split | None:
+        if len(idx) == 0:
+            return None
+        features = (X[idx].reshape(len(idx), -1) - mean) / scale
+        if data.image_shape is not None:
+            features = features.reshape(len(idx), *data.image_shape)
+        target_dtype = torch.int64 if task == "classification" else dtype
+        return Split(
+            X=torch.as_tensor(features, dtype=dtype, device=device),
+            y=torch.as_tensor(y[idx], dtype=target_dtype, device=device),
+        )
+
+    train = to_split(train_idx)
+    if train is None:
+        raise ValueError("the training split is empty: lower validation_fraction or test_fraction")
+    return PreparedData(
+        train=train,
+        validation=to_split(val_idx),
+        test=to_split(test_idx),
+        n_outputs=n_outputs,
+        class_labels=class_labels,
+        mean=mean,
+        scale=scale,
+        feature_names=data.feature_names,
+        image_shape=data.image_shape,
+    )

@@ -1,0 +1,213 @@
+"""The training loop: build data, build net, build optimizer, loop epochs, report."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from worker.training.config import OptimizerConfig, Task, TrainConfig
+from worker.training.data import ArrayDataset, PreparedData, Split, prepare
+from worker.training.networks import build_network
+from worker.training.regularization import Regularizer
+from worker.training.reporting import EpochReport, Reporter
+from worker.training.statistics import WeightStatistics
+
+# Rows per forward pass when evaluating: bounds activation memory on large splits.
+EVAL_CHUNK_ROWS = 8192
+
+
+class Diverged(Exception):
+    def __init__(self, epoch: int, what: str) -> None:
+        super().__init__(f"training diverged at epoch {epoch}: {what} is not finite; lower the learning rate")
+        self.epoch = epoch
+
+
+class Canceled(Exception):
+    def __init__(self, epoch: int) -> None:
+        super().__init__(f"stopped at epoch {epoch} on request")
+        self.epoch = epoch
+
+
+@dataclass
+class TrainOutcome:
+    result: dict[str, Any]
+    state: dict[str, torch.Tensor]
+    prepared: PreparedData
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise RuntimeError("the job asks for cuda but this worker has no GPU")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def data_loss(task: Task, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Mean cross-entropy (one logit: binary cross-entropy) or mean (1/2)(y - y_hat)^2."""
+    if task == "regression":
+        squared = 0.5 * (output.squeeze(1) - target).square()
+        return squared.mean() if reduction == "mean" else squared.sum()
+    if output.shape[1] == 1:
+        return F.binary_cross_entropy_with_logits(output.squeeze(1), target.to(output.dtype), reduction=reduction)
+    return F.cross_entropy(output, target, reduction=reduction)
+
+
+def build_optimizer(net: nn.Module, reg: Regularizer, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    penalized = set(id(p) for p in reg.params)
+    decayed = [p for p in net.parameters() if id(p) in penalized]
+    others = [p for p in net.parameters() if id(p) not in penalized]
+    if cfg.type == "sgd":
+        return torch.optim.SGD(decayed + others, lr=cfg.lr, momentum=cfg.momentum)
+    if cfg.type == "adam":
+        return torch.optim.Adam(decayed + others, lr=cfg.lr, betas=cfg.betas)
+    # AdamW applies the decoupled decay itself, to the penalized tensors only.
+    groups = [
+        {"params": decayed, "weight_decay": reg.cfg.weight_decay},
+        {"params": others, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=cfg.betas)
+
+
+@torch.no_grad()
+def evaluate(net: nn.Module, split: Split, task: Task) -> dict[str, float]:
+    """Data loss and accuracy (or r2 and rmse) in eval mode, with one host transfer."""
+    net.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=split.X.device)
+    hits = torch.zeros((), dtype=torch.float64, device=split.X.device)
+    for start in range(0, len(split), EVAL_CHUNK_ROWS):
+        x, y = split.X[start : start + EVAL_CHUNK_ROWS], split.y[start : start + EVAL_CHUNK_ROWS]
+        out = net(x)
+        loss_sum += data_loss(task, out, y, reduction="sum").to(torch.float64)
+        if task == "classification":
+            predicted = (out.squeeze(1) > 0).long() if out.shape[1] == 1 else out.argmax(dim=1)
+            hits += (predicted == y).sum()
+    n = len(split)
+    if task == "classification":
+        loss, correct = torch.stack([loss_sum, hits]).tolist()
+        return {"data_loss": loss / n, "accuracy": correct / n}
+    y64 = split.y.to(torch.float64)
+    loss, total_sq = torch.stack([loss_sum, (y64 - y64.mean()).square().sum()]).tolist()
+    residual_sq = 2.0 * loss
+    r2 = 1.0 - residual_sq / total_sq if total_sq > 0 else 0.0
+    return {"data_loss": loss / n, "r2": r2, "rmse": math.sqrt(residual_sq / n)}
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The data order of an epoch depends only on (seed, epoch), so a resumed job continues exactly."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+
+
+def train(config: TrainConfig, data: ArrayDataset, reporter: Reporter) -> TrainOutcome:
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    dtype = torch.float64 if config.training.precision == "float64" else torch.float32
+    task, cfg_train = config.task, config.training
+
+    prepared = prepare(data, task, cfg_train, device, dtype)
+    train_split, val_split = prepared.train, prepared.validation
+    n_features = int(np.prod(train_split.X.shape[1:]))
+
+    torch.manual_seed(cfg_train.seed)
+    net = build_network(config.model, n_features, prepared.n_outputs, prepared.image_shape)
+    net = net.to(device=device, dtype=dtype)
+
+    reg = Regularizer(net, config.regularization, optimizer_decays=config.optimizer.type == "adamw")
+    optimizer = build_optimizer(net, reg, config.optimizer)
+    stats = WeightStatistics(net, reg.penalized_names)
+
+    n_train = len(train_split)
+    batch_size = min(cfg_train.batch_size or n_train, n_train)
+    stopping = cfg_train.early_stopping
+    best_loss, best_epoch, best_state, stale_epochs = math.inf, 0, None, 0
+    epoch = 0
+    train_seconds = 0.0
+
+    for epoch in range(1, cfg_train.epochs + 1):
+        epoch_started = time.perf_counter()
+        net.train()
+        order = torch.randperm(n_train, generator=epoch_generator(cfg_train.seed, epoch)).to(device)
+        for start in range(0, n_train, batch_size):
+            if reporter.should_stop():
+                raise Canceled(epoch)
+            rows = order[start : start + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            loss = data_loss(task, net(train_split.X[rows]), train_split.y[rows])
+            loss.backward()
+            reg.add_gradient_terms()
+            lr = optimizer.param_groups[0]["lr"]
+            reg.decay(lr)
+            optimizer.step()
+            reg.after_step(lr)
+        train_seconds += time.perf_counter() - epoch_started
+
+        train_metrics = evaluate(net, train_split, task)
+        val_metrics = evaluate(net, val_split, task) if val_split is not None else None
+        l1_term, l2_term = (float(t) for t in reg.penalty_terms())
+        layers, totals = stats.compute()
+        for what, value in (
+            ("training data loss", train_metrics["data_loss"]),
+            ("L1 term", l1_term),
+            ("L2 term", l2_term),
+        ):
+            if not math.isfinite(value):
+                raise Diverged(epoch, what)
+
+        monitored = val_metrics["data_loss"] if val_metrics is not None else train_metrics["data_loss"]
+        min_delta = stopping.min_delta if stopping else 0.0
+        if monitored < best_loss - min_delta:
+            best_loss, best_epoch, stale_epochs = monitored, epoch, 0
+            if stopping is not None:
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            stale_epochs += 1
+
+        reporter.on_epoch(
+            EpochReport(
+                epoch=epoch,
+                epochs=cfg_train.epochs,
+                train_data_loss=train_metrics["data_loss"],
+                l1_penalty=l1_term,
+                l2_penalty=l2_term,
+                validation=val_metrics,
+                totals=totals,
+                layers=layers,
+                lr=lr,
+                seconds=time.perf_counter() - epoch_started,
+            )
+        )
+        if stopping is not None and stale_epochs >= stopping.patience:
+            break
+
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    epochs_run = epoch
+    _, totals = stats.compute()
+    l1_term, l2_term = (float(t) for t in reg.penalty_terms())
+    result: dict[str, Any] = {
+        "epochs_run": epochs_run,
+        "best_epoch": best_epoch,
+        # The epoch whose weights the artifact holds: the best one when early stopping restored it.
+        "weights_epoch": best_epoch if best_state is not None else epochs_run,
+        "train": {**evaluate(net, train_split, task), "l1_penalty": l1_term, "l2_penalty": l2_term},
+        "validation": evaluate(net, val_split, task) if val_split is not None else None,
+        "weights": {key: totals[key] for key in ("count", "l1_norm", "l2_norm", "zero_fraction", "near_zero_fraction")},
+        "penalized": [
+            {"name": name, "l1": reg.cfg.l1, "l2": reg.cfg.l2, "weight_decay": reg.cfg.weight_decay}
+            for name, _ in reg.penalized
+        ],
+        "device": device.type,
+        "seconds": time.perf_counter() - started,
+        "samples_per_second": epochs_run * n_train / train_seconds if train_seconds > 0 else 0.0,
+    }
+    if prepared.test is not None:
+        result["test"] = evaluate(net, prepared.test, task)
+    state = {name: t.detach().to("cpu").contiguous() for name, t in net.state_dict().items()}
+    return TrainOutcome(result=result, state=state, prepared=prepared)

@@ -1,0 +1,108 @@
+"""The networks regtrain trains. Parameter names are stable: they name the tensors in the artifact
+and in the weight statistics (`hidden.0.linear.weight`, `output.bias`, ...), and `exclude` patterns
+match against them."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+from torch import nn
+
+from worker.training.config import ModelConfig
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+class DenseBlock(nn.Module):
+    def __init__(self, in_features: int, out_features: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features)
+        self.norm = nn.BatchNorm1d(out_features) if cfg.batch_norm else None
+        self.activation = ACTIVATIONS[cfg.activation]()
+        self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.linear(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        x = self.activation(x)
+        return self.dropout(x) if self.dropout is not None else x
+
+
+class LinearNet(nn.Module):
+    """Linear regression, logistic regression (one logit) or softmax regression."""
+
+    def __init__(self, in_features: int, n_outputs: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1))
+
+
+class MLPNet(nn.Module):
+    def __init__(self, in_features: int, n_outputs: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        widths = [in_features, *cfg.hidden_layers]
+        self.hidden = nn.ModuleList(DenseBlock(a, b, cfg) for a, b in itertools.pairwise(widths))
+        self.output = nn.Linear(widths[-1], n_outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        for block in self.hidden:
+            x = block(x)
+        return self.output(x)
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, cfg: ModelConfig, pool: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, cfg.kernel_size, padding="same")
+        self.norm = nn.BatchNorm2d(out_channels) if cfg.batch_norm else None
+        self.activation = ACTIVATIONS[cfg.activation]()
+        self.pool = nn.MaxPool2d(2) if pool else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.norm is not None:
+            x = self.norm(x)
+        x = self.activation(x)
+        return self.pool(x) if self.pool is not None else x
+
+
+class ConvNet(nn.Module):
+    """Convolution blocks (each halves the image while it is at least 2x2), then an MLP head."""
+
+    def __init__(self, image_shape: tuple[int, int, int], n_outputs: int, cfg: ModelConfig) -> None:
+        super().__init__()
+        channels, height, width = image_shape
+        blocks = []
+        for out_channels in cfg.channels:
+            pool = height >= 2 and width >= 2
+            blocks.append(ConvBlock(channels, out_channels, cfg, pool))
+            channels = out_channels
+            if pool:
+                height, width = height // 2, width // 2
+        self.conv = nn.ModuleList(blocks)
+        self.head = MLPNet(channels * height * width, n_outputs, cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.conv:
+            x = block(x)
+        return self.head(x)
+
+
+def build_network(
+    cfg: ModelConfig, n_features: int, n_outputs: int, image_shape: tuple[int, int, int] | None
+) -> nn.Module:
+    if cfg.type == "linear":
+        return LinearNet(n_features, n_outputs)
+    if cfg.type == "mlp":
+        return MLPNet(n_features, n_outputs, cfg)
+    if image_shape is None:
+        raise ValueError("a cnn needs image-shaped data (N, C, H, W)")
+    if math.prod(image_shape) != n_features:
+        raise ValueError(f"image shape {image_shape} does not hold {n_features} features")
+    return ConvNet(image_shape, n_outputs, cfg)

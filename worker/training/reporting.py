@@ -1,0 +1,40 @@
+"""What the engine tells the outside world, and how it is asked to stop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int
+    epochs: int
+    train_data_loss: float
+    l1_penalty: float
+    l2_penalty: float
+    validation: dict[str, float] | None
+    totals: dict[str, float]
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    lr: float = 0.0
+    seconds: float = 0.0
+
+
+class Reporter(Protocol):
+    def on_epoch(self, report: EpochReport) -> None:
+        """Called once per finished epoch, after its metrics and weight statistics are computed."""
+
+    def should_stop(self) -> bool:
+        """Checked at every step boundary, so it must be cheap (read a flag, never a query)."""
+        ...
+
+
+class NullReporter:
+    def __init__(self) -> None:
+        self.reports: list[EpochReport] = []
+
+    def on_epoch(self, report: EpochReport) -> None:
+        self.reports.append(report)
+
+    def should_stop(self) -> bool:
+        return False

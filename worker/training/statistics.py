@@ -1,0 +1,127 @@
+"""Per-tensor weight statistics, as defined in REGULARIZATION.md, computed on the tensors' device in
+float64 with one host transfer per call."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+# |w| below this counts as near zero; the gap to zero_fraction tells whether sparsity is real.
+NEAR_ZERO = 1e-3
+# An odd count puts 0 at the centre of a bin, so exact zeros are not split across two bins.
+HISTOGRAM_BINS = 31
+# Edges are fixed at the first epoch with this much room for weights to grow; values beyond the
+# edges are counted in the outermost bins.
+HISTOGRAM_HEADROOM = 1.5
+
+SCALARS = (
+    "l1_norm",
+    "sq_sum",
+    "max_abs",
+    "mean",
+    "std",
+    "zeros",
+    "near_zeros",
+    "dead_units",
+    "spectral_norm",
+)
+
+
+class WeightStatistics:
+    def __init__(self, net: nn.Module, penalized_names: frozenset[str]) -> None:
+        self.named = [(name, p) for name, p in net.named_parameters()]
+        self.penalized_names = penalized_names
+        self.edges: dict[str, list[float]] = {}
+
+    @torch.no_grad()
+    def compute(self) -> tuple[list[dict[str, Any]], dict[str, float]]:
+        scalar_rows, histograms = [], []
+        for name, p in self.named:
+            w = p.detach().to(torch.float64)
+            a = w.abs()
+            if name not in self.edges:
+                top = float(a.max()) * HISTOGRAM_HEADROOM or NEAR_ZERO
+                self.edges[name] = torch.linspace(-top, top, HISTOGRAM_BINS + 1).tolist()
+            low, high = self.edges[name][0], self.edges[name][-1]
+            histograms.append(torch.histc(w.clamp(low, high), HISTOGRAM_BINS, low, high))
+            nan = torch.tensor(math.nan, dtype=torch.float64, device=w.device)
+            if w.ndim >= 2:
+                units = w.reshape(w.shape[0], -1)
+                dead = (units.abs().sum(dim=1) == 0).sum().to(torch.float64)
+                spectral = torch.linalg.matrix_norm(units, ord=2)
+            else:
+                dead, spectral = nan, nan
+            scalar_rows.append(
+                torch.stack(
+                    [
+                        a.sum(),
+                        w.square().sum(),
+                        a.max(),
+                        w.mean(),
+                        w.std(correction=0) if w.numel() > 1 else torch.zeros_like(nan),
+                        (w == 0).sum().to(torch.float64),
+                        (a < NEAR_ZERO).sum().to(torch.float64),
+                        dead,
+                        spectral,
+                    ]
+                )
+            )
+        scalars = torch.stack(scalar_rows).cpu().tolist()
+        counts = torch.stack(histograms).cpu().to(torch.int64).tolist()
+
+        layers: list[dict[str, Any]] = []
+        for (name, p), row, hist in zip(self.named, scalars, counts, strict=True):
+            values = dict(zip(SCALARS, row, strict=True))
+            n = p.numel()
+            layers.append(
+                {
+                    "name": name,
+                    "penalized": name in self.penalized_names,
+                    "shape": list(p.shape),
+                    "count": n,
+                    "l1_norm": values["l1_norm"],
+                    "l2_norm": math.sqrt(values["sq_sum"]),
+                    "max_abs": values["max_abs"],
+                    "mean": values["mean"],
+                    "std": values["std"],
+                    "zero_fraction": values["zeros"] / n,
+                    "near_zero_fraction": values["near_zeros"] / n,
+                    "dead_units": None if p.ndim < 2 else int(values["dead_units"]),
+                    "spectral_norm": None if p.ndim < 2 else values["spectral_norm"],
+                    "histogram": {"edges": self.edges[name], "counts": hist},
+                    "_sq_sum": values["sq_sum"],
+                    "_zeros": values["zeros"],
+                    "_near_zeros": values["near_zeros"],
+                }
+            )
+        totals = summarize(layers)
+        for layer in layers:
+            for key in ("_sq_sum", "_zeros", "_near_zeros"):
+                del layer[key]
+        return layers, totals
+
+
+def summarize(layers: list[dict[str, Any]]) -> dict[str, float]:
+    """Totals over the penalized tensors: the weights the objective's sums run over."""
+    chosen = [layer for layer in layers if layer["penalized"]]
+    count = sum(layer["count"] for layer in chosen)
+    if count == 0:
+        return {
+            "count": 0,
+            "l1_norm": 0.0,
+            "l2_norm": 0.0,
+            "max_abs": 0.0,
+            "zero_fraction": 0.0,
+            "near_zero_fraction": 0.0,
+        }
+    return {
+        "count": count,
+        "l1_norm": sum(layer["l1_norm"] for layer in chosen),
+        "l2_norm": math.sqrt(sum(layer["_sq_sum"] for layer in chosen)),
+        "max_abs": max(layer["max_abs"] for layer in chosen),
+        "zero_fraction": sum(layer["_zeros"] for layer in chosen) / count,
+        "near_zero_fraction": sum(layer["_near_zeros"] for layer in chosen) / count,
+    }
