@@ -1,0 +1,84 @@
+"""Shared fixtures: real SQLite files, a real PostgreSQL database, a real Redis."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support.servers import fresh_postgres_database, postgres_admin_url, redis_base_url
+
+# Redis databases the distributed tests may take; 0 is left to whatever else uses the local server.
+TEST_REDIS_DATABASES = range(8, 16)
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[str]:
+    try:
+        with postgres_admin_url() as url:
+            yield url
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL tests need a server: {exc}")
+
+
+@pytest.fixture
+def postgres_url(postgres_admin: str) -> Iterator[str]:
+    with fresh_postgres_database(postgres_admin) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def postgres_module_url(postgres_admin: str) -> Iterator[str]:
+    with fresh_postgres_database(postgres_admin) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    try:
+        with redis_base_url() as url:
+            yield url
+    except Exception as exc:
+        pytest.skip(f"Redis tests need a server: {exc}")
+
+
+@contextmanager
+def _redis_database(server: str) -> Iterator[str]:
+    url = f"{server}/{random.choice(TEST_REDIS_DATABASES)}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> Iterator[str]:
+    """A Redis database of its own, emptied before and after."""
+    with _redis_database(redis_server) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def redis_module_url(redis_server: str) -> Iterator[str]:
+    with _redis_database(redis_server) as url:
+        yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'regtrain.sqlite'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test that takes this runs on both databases."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'regtrain.sqlite'}"
+    return str(request.getfixturevalue("postgres_url"))
