@@ -466,6 +466,18 @@ def test_images_copy_every_packaged_directory(stages: dict[str, Stage], pyprojec
         assert "--from=source /app /app" in effective(stages, target, "COPY")
 
 
+def test_every_copied_path_exists(stages: dict[str, Stage]) -> None:
+    # A missing source fails `docker build` at its COPY, long after the change that removed it.
+    copied = [
+        word
+        for keyword, arguments in stages["source"].instructions
+        if keyword == "COPY"
+        for word in arguments.split()[:-1]
+    ]
+    assert len(copied) >= 9
+    assert [source for source in copied if not (ROOT / source).exists()] == []
+
+
 def test_dockerignore_keeps_local_state_out_but_not_the_sources(stages: dict[str, Stage]) -> None:
     patterns = [
         line.strip().rstrip("/")
