@@ -51,10 +51,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     settings.ensure_home()
     prepare_sqlite_broker(settings)
+    # Loaded before the pool forks, so that no job waits for torch or scikit-learn to import.
+    import sklearn.datasets  # noqa: F401
+    import torch
+
+    import worker.runner  # noqa: F401
+
     queues = args.queues
     if queues is None:
-        import torch
-
         queues = f"{QUEUE_TRAIN},{QUEUE_TRAIN_GPU}" if torch.cuda.is_available() else QUEUE_TRAIN
     concurrency = args.concurrency or settings.worker_concurrency
     app.worker_main(

@@ -50,6 +50,7 @@ class Job(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error_type: Mapped[str | None] = mapped_column(String(64))
     error_message: Mapped[str | None] = mapped_column(Text)
-    artifact_path: Mapped[str | None] = mapped_column(String(500))
+    # Where the trained weights are, relative to the shared artifact store (REGTRAIN_HOME/artifacts).
+    artifact_key: Mapped[str | None] = mapped_column(String(500))
 
     schedule_id: Mapped[str | None] = mapped_column(String(36), index=True)

@@ -139,7 +139,8 @@ def run_job(job_id: str) -> None:
             data = load_dataset(dataset_id, sha256)
             config = TrainConfig.from_spec(spec, task)  # type: ignore[arg-type]
             outcome = train(config, data, DatabaseReporter(job_id, lease))
-            path = write_artifact(settings.artifacts_dir / f"{job_id}.safetensors", outcome, spec, task)
+            artifact_key = f"{job_id}.safetensors"
+            write_artifact(settings.artifacts_dir / artifact_key, outcome, spec, task)
         except Canceled as stop:
             log.info("job %s stopped at epoch %d: it no longer belongs to this attempt", job_id, stop.epoch)
             return
@@ -163,7 +164,7 @@ def run_job(job_id: str) -> None:
             source=JobStatus.RUNNING,
             attempt=attempt,
             result=result,
-            artifact_path=str(path),
+            artifact_key=artifact_key,
             progress_epoch=result["epochs_run"],
         )
     if done is None:

@@ -3,11 +3,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, status
+from fastapi.responses import FileResponse
 
 from api.deps import SessionDep, SettingsDep
 from api.schemas.common import ErrorRead
 from api.schemas.job import JobCreate, JobPage, JobRead, JobStatusName, MetricsRead, WeightsRead
-from api.services import jobs
+from api.schemas.prediction import PredictionRead, PredictRequest
+from api.services import artifacts, jobs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -68,3 +70,33 @@ def get_weights(
 ) -> dict[str, Any]:
     """Per-layer weight statistics (norms, exact and near-zero sparsity, histogram) at an epoch."""
     return jobs.job_weights(session, job_id, epoch)
+
+
+@router.get(
+    "/{job_id}/artifact",
+    response_class=FileResponse,
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorRead, "description": "The job has not succeeded."},
+        200: {
+            "content": {"application/octet-stream": {}},
+            "description": "safetensors file; tensor names are the layer names of /weights.",
+        },
+    },
+)
+def get_artifact(job_id: str, session: SessionDep, settings: SettingsDep) -> FileResponse:
+    """The trained weights as safetensors, with the normalized spec, feature names, class labels and
+    standardization statistics in its metadata."""
+    path = artifacts.artifact_path(session, settings, job_id)
+    return FileResponse(path, media_type="application/octet-stream", filename=f"regtrain-{job_id}.safetensors")
+
+
+@router.post(
+    "/{job_id}/predict",
+    response_model=PredictionRead,
+    response_model_exclude_none=True,
+    responses={**NOT_FOUND, 409: {"model": ErrorRead, "description": "The job has not succeeded."}},
+)
+def predict(job_id: str, body: PredictRequest, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    """Predict with a succeeded job's weights: raw feature rows in, class labels (with probabilities) or values out."""
+    return artifacts.predict_rows(session, settings, job_id, body)

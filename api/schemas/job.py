@@ -47,6 +47,13 @@ class ModelSpec(StrictModel):
     kernel_size: int = Field(3, ge=1, le=15, description="Side of the square convolution kernels of a cnn.")
     batch_norm: bool = Field(False, description="Batch normalization after each hidden layer or convolution.")
 
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd_kernel(cls, size: int) -> int:
+        if size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, so that 'same' padding keeps the image centred; got {size}")
+        return size
+
     @field_validator("hidden_layers", "channels")
     @classmethod
     def _positive_widths(cls, widths: list[int]) -> list[int]:

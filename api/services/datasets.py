@@ -18,6 +18,8 @@ class ResolvedDataset:
     sha256: str
     task: str
     target: str
+    n_features: int
+    n_classes: int | None
     image_shape: tuple[int, int, int] | None
 
 
@@ -35,6 +37,8 @@ def resolve_dataset(session: Session, ref: str) -> ResolvedDataset:
             sha256=builtin.sha256,
             task=builtin.task,
             target="target",
+            n_features=builtin.features,
+            n_classes=builtin.classes,
             image_shape=builtin.image_shape,
         )
     raise InvalidInput(

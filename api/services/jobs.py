@@ -8,8 +8,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.schemas.job import JobCreate
-from api.services.datasets import resolve_dataset
+from api.services.datasets import ResolvedDataset, resolve_dataset
 from api.services.queueing import enqueue_job
+from core.architecture import output_units, parameter_shapes, unmatched_exclude_patterns
 from core.errors import Conflict, InvalidInput, NotFound
 from core.queues import queue_for_device
 from core.settings import Settings
@@ -35,6 +36,7 @@ def create_job(session: Session, settings: Settings, body: JobCreate) -> Job:
             f"A cnn needs image-shaped data (N, C, H, W) and {dataset.id!r} is tabular; use 'mlp' or 'linear'."
         )
     spec = body.model_dump(mode="json")
+    check_network(spec, dataset, task)
     queue = queue_for_device(body.device)
     job = Job(
         name=body.name,
@@ -57,6 +59,17 @@ def create_job(session: Session, settings: Settings, body: JobCreate) -> Job:
     session.commit()
     enqueue_job(job.id, queue)
     return job
+
+
+def check_network(spec: dict[str, Any], dataset: ResolvedDataset, task: str) -> None:
+    n_outputs = output_units(task, dataset.n_classes)
+    names = [name for name, _ in parameter_shapes(spec["model"], dataset.n_features, n_outputs, dataset.image_shape)]
+    unmatched = unmatched_exclude_patterns(spec["regularization"]["exclude"], names)
+    if unmatched:
+        raise InvalidInput(
+            f"regularization.exclude pattern(s) {', '.join(map(repr, unmatched))} match no tensor of this network; "
+            f"its tensors are {', '.join(names)}."
+        )
 
 
 def get_job(session: Session, job_id: str) -> Job:

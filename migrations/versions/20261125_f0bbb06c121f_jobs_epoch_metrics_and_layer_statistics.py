@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column("result", sa.JSON(), nullable=True),
         sa.Column("error_type", sa.String(length=64), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
-        sa.Column("artifact_path", sa.String(length=500), nullable=True),
+        sa.Column("artifact_key", sa.String(length=500), nullable=True),
         sa.Column("schedule_id", sa.String(length=36), nullable=True),
         sa.CheckConstraint(
             "status IN ('queued', 'running', 'succeeded', 'failed', 'canceled')",

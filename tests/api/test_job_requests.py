@@ -16,16 +16,24 @@ def submit(client: TestClient, body: dict[str, object]) -> dict[str, object]:
 
 
 def test_submit_fills_defaults_and_resolves_elastic_net(api_client: TestClient) -> None:
-    job = submit(api_client, {"dataset": "builtin:wine", "regularization": {"elastic_net": {"alpha": 0.2,
-                                                                                           "l1_ratio": 0.25}}})
+    job = submit(
+        api_client, {"dataset": "builtin:wine", "regularization": {"elastic_net": {"alpha": 0.2, "l1_ratio": 0.25}}}
+    )
     assert job["status"] == "queued" and job["task"] == "classification"
     spec = job["spec"]
     assert isinstance(spec, dict)
     assert spec["regularization"]["l1"] == pytest.approx(0.05)
     assert spec["regularization"]["l2"] == pytest.approx(0.15)
     assert spec["regularization"]["exclude"] == ["bias", "norm"]
-    assert spec["model"] == {"type": "mlp", "hidden_layers": [64], "activation": "relu", "dropout": 0.0,
-                             "channels": [16, 32], "kernel_size": 3, "batch_norm": False}
+    assert spec["model"] == {
+        "type": "mlp",
+        "hidden_layers": [64],
+        "activation": "relu",
+        "dropout": 0.0,
+        "channels": [16, 32],
+        "kernel_size": 3,
+        "batch_norm": False,
+    }
     assert spec["optimizer"]["type"] == "sgd" and spec["optimizer"]["lr"] == 0.01
     assert spec["training"]["epochs"] == 10 and spec["training"]["batch_size"] == 64
     assert job["progress"] == {"epoch": 0, "epochs": 10}
@@ -47,7 +55,11 @@ def test_get_and_list(api_client: TestClient) -> None:
     rest = api_client.get("/v1/jobs", params={"limit": 2, "offset": 2}).json()
     assert [job["id"] for job in rest["items"]] == [ids[0]]
     assert api_client.get("/v1/jobs", params={"status": "running"}).json() == {
-        "items": [], "total": 0, "limit": 50, "offset": 0}
+        "items": [],
+        "total": 0,
+        "limit": 50,
+        "offset": 0,
+    }
 
 
 def test_cancel_a_queued_job_then_again(api_client: TestClient) -> None:
@@ -58,8 +70,10 @@ def test_cancel_a_queued_job_then_again(api_client: TestClient) -> None:
     assert response.json()["finished_at"] is not None
     again = api_client.post(f"/v1/jobs/{job['id']}/cancel")
     assert again.status_code == 409
-    assert again.json() == {"detail": f"Job {job['id']} has already canceled; only queued or running jobs can be "
-                                      "canceled.", "error": "Conflict"}
+    assert again.json() == {
+        "detail": f"Job {job['id']} has already canceled; only queued or running jobs can be canceled.",
+        "error": "Conflict",
+    }
 
 
 @pytest.mark.parametrize("path", ["/v1/jobs/{id}", "/v1/jobs/{id}/metrics", "/v1/jobs/{id}/weights"])
@@ -85,27 +99,55 @@ def test_weights_before_the_first_epoch_is_404_with_a_reason(api_client: TestCli
 BAD_BODIES = [
     ({"dataset": "builtin:wine", "regularization": {"l1": -0.1}}, ["regularization", "l1"], "greater than or equal"),
     ({"dataset": "builtin:wine", "regularization": {"l2": "lots"}}, ["regularization", "l2"], "valid number"),
-    ({"dataset": "builtin:wine", "regularization": {"weight_decay": -1}}, ["regularization", "weight_decay"],
-     "greater than or equal"),
-    ({"dataset": "builtin:wine", "regularization": {"l1": 0.1, "elastic_net": {"alpha": 1, "l1_ratio": 0.5}}},
-     ["regularization"], "give either elastic_net or l1/l2"),
-    ({"dataset": "builtin:wine", "regularization": {"elastic_net": {"alpha": 1, "l1_ratio": 1.5}}},
-     ["regularization", "elastic_net", "l1_ratio"], "less than or equal to 1"),
-    ({"dataset": "builtin:wine", "regularization": {"elastic_net": {"alpha": 1, "l1_ratio": -0.1}}},
-     ["regularization", "elastic_net", "l1_ratio"], "greater than or equal to 0"),
+    (
+        {"dataset": "builtin:wine", "regularization": {"weight_decay": -1}},
+        ["regularization", "weight_decay"],
+        "greater than or equal",
+    ),
+    (
+        {"dataset": "builtin:wine", "regularization": {"l1": 0.1, "elastic_net": {"alpha": 1, "l1_ratio": 0.5}}},
+        ["regularization"],
+        "give either elastic_net or l1/l2",
+    ),
+    (
+        {"dataset": "builtin:wine", "regularization": {"elastic_net": {"alpha": 1, "l1_ratio": 1.5}}},
+        ["regularization", "elastic_net", "l1_ratio"],
+        "less than or equal to 1",
+    ),
+    (
+        {"dataset": "builtin:wine", "regularization": {"elastic_net": {"alpha": 1, "l1_ratio": -0.1}}},
+        ["regularization", "elastic_net", "l1_ratio"],
+        "greater than or equal to 0",
+    ),
     ({"dataset": "builtin:wine", "training": {"epochs": 0}}, ["training", "epochs"], "greater than or equal to 1"),
     ({"dataset": "builtin:wine", "model": {"type": "transformer"}}, ["model", "type"], "'linear', 'mlp' or 'cnn'"),
     ({"dataset": "builtin:wine", "model": {"activation": "swish"}}, ["model", "activation"], "'relu', 'tanh'"),
     ({"dataset": "builtin:wine", "model": {"hidden_layers": [0]}}, ["model", "hidden_layers"], "between 1 and"),
-    ({"dataset": "builtin:wine", "optimizer": {"type": "adam", "momentum": 0.9}}, ["optimizer"],
-     "momentum applies to sgd only"),
+    (
+        {"dataset": "builtin:wine", "optimizer": {"type": "adam", "momentum": 0.9}},
+        ["optimizer"],
+        "momentum applies to sgd only",
+    ),
     ({"dataset": "builtin:wine", "optimizer": {"lr": 0}}, ["optimizer", "lr"], "greater than 0"),
-    ({"dataset": "builtin:wine", "training": {"validation_fraction": 0.5, "test_fraction": 0.45}}, ["training"],
-     "at least 10% of rows"),
-    ({"dataset": "builtin:wine", "training": {"validation_fraction": 0, "early_stopping": {"patience": 3}}},
-     ["training"], "set validation_fraction above 0"),
+    (
+        {"dataset": "builtin:wine", "training": {"validation_fraction": 0.5, "test_fraction": 0.45}},
+        ["training"],
+        "at least 10% of rows",
+    ),
+    (
+        {"dataset": "builtin:wine", "training": {"validation_fraction": 0, "early_stopping": {"patience": 3}}},
+        ["training"],
+        "set validation_fraction above 0",
+    ),
     ({"dataset": "builtin:wine", "regularisation": {"l1": 0.1}}, ["regularisation"], "Extra inputs"),
     ({"regularization": {"l1": 0.1}}, ["dataset"], "Field required"),
+    (
+        {"dataset": "builtin:digits", "model": {"type": "cnn", "kernel_size": 4}},
+        ["model", "kernel_size"],
+        "kernel_size must be odd",
+    ),
+    ({"dataset": "builtin:wine", "regularization": {"max_norm": 0}}, ["regularization", "max_norm"], "greater than 0"),
+    ({"dataset": "builtin:wine", "regularization": {"max_norm": -2}}, ["regularization", "max_norm"], "greater than 0"),
 ]
 
 
@@ -120,8 +162,13 @@ def test_invalid_spec_is_422_naming_the_field(
     assert api_client.get("/v1/jobs").json()["total"] == 0, "a rejected job must not be stored"
 
 
-@pytest.mark.parametrize("raw", ['{"dataset": "builtin:wine", "regularization": {"l1": NaN}}',
-                                 '{"dataset": "builtin:wine", "optimizer": {"lr": Infinity}}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"dataset": "builtin:wine", "regularization": {"l1": NaN}}',
+        '{"dataset": "builtin:wine", "optimizer": {"lr": Infinity}}',
+    ],
+)
 def test_non_finite_numbers_are_422_not_500(api_client: TestClient, raw: str) -> None:
     response = api_client.post("/v1/jobs", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 422
@@ -129,8 +176,9 @@ def test_non_finite_numbers_are_422_not_500(api_client: TestClient, raw: str) ->
 
 
 def test_malformed_json_is_422(api_client: TestClient) -> None:
-    response = api_client.post("/v1/jobs", content='{"dataset": "builtin:wine",',
-                               headers={"content-type": "application/json"})
+    response = api_client.post(
+        "/v1/jobs", content='{"dataset": "builtin:wine",', headers={"content-type": "application/json"}
+    )
     assert response.status_code == 422
     assert response.json()["detail"][0]["type"] == "json_invalid"
 
@@ -143,6 +191,10 @@ DOMAIN_BAD_BODIES = [
     ({"dataset": "builtin:wine", "model": {"type": "cnn"}}, "A cnn needs image-shaped data"),
     ({"dataset": "builtin:diabetes", "task": "classification"}, "has a continuous target"),
     ({"dataset": "builtin:wine", "target": "colour"}, "has no column 'colour'"),
+    (
+        {"dataset": "builtin:wine", "regularization": {"exclude": ["bias", "conv.*"]}},
+        "pattern(s) 'conv.*' match no tensor of this network; its tensors are hidden.0.linear.weight",
+    ),
 ]
 
 

@@ -17,8 +17,15 @@ def resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
 def test_every_request_field_has_a_description(api_client: TestClient) -> None:
     schema = api_client.get("/openapi.json").json()
     undocumented = []
-    for name in ("JobCreate", "ModelSpec", "RegularizationSpec", "ElasticNetSpec", "OptimizerSpec", "TrainingSpec",
-                 "EarlyStoppingSpec"):
+    for name in (
+        "JobCreate",
+        "ModelSpec",
+        "RegularizationSpec",
+        "ElasticNetSpec",
+        "OptimizerSpec",
+        "TrainingSpec",
+        "EarlyStoppingSpec",
+    ):
         for field, node in schema["components"]["schemas"][name]["properties"].items():
             if "$ref" not in node and not node.get("description"):
                 undocumented.append(f"{name}.{field}")

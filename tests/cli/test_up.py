@@ -43,8 +43,9 @@ def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGTRAIN_")}
     env.update(REGTRAIN_HOME=str(tmp_path / "home"), REGTRAIN_PORT=str(port), REGTRAIN_LOG_LEVEL="warning")
     with (tmp_path / "up.log").open("wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "cli.main", "up"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "up"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
     try:
         wait_until(lambda: client.get("/readyz").status_code == 200, timeout=60, what="regtrain up to serve")
@@ -60,17 +61,26 @@ def test_up_restarts_a_killed_worker_and_stops_everything_on_sigterm(
     up: tuple[subprocess.Popen[bytes], httpx.Client],
 ) -> None:
     process, client = up
-    children = wait_until(lambda: (c := children_of(process.pid)) and {"api", "worker"} <= set(c) and c,
-                          timeout=20, what="api and worker children")
+    children = wait_until(
+        lambda: (c := children_of(process.pid)) and {"api", "worker"} <= set(c) and c,
+        timeout=20,
+        what="api and worker children",
+    )
     os.kill(children["worker"], signal.SIGKILL)
-    restarted = wait_until(lambda: (c := children_of(process.pid)).get("worker") not in (None, children["worker"])
-                           and c, timeout=20, what="the worker to be restarted")
+    restarted = wait_until(
+        lambda: (c := children_of(process.pid)).get("worker") not in (None, children["worker"]) and c,
+        timeout=20,
+        what="the worker to be restarted",
+    )
     assert restarted["api"] == children["api"], "only the dead child is restarted"
 
     # The restarted worker trains jobs.
     job = client.post("/v1/jobs", json={"dataset": "builtin:iris", "training": {"epochs": 2}}).json()
-    wait_until(lambda: client.get(f"/v1/jobs/{job['id']}").json()["status"] == "succeeded", timeout=60,
-               what="a job on the restarted worker")
+    wait_until(
+        lambda: client.get(f"/v1/jobs/{job['id']}").json()["status"] == "succeeded",
+        timeout=60,
+        what="a job on the restarted worker",
+    )
 
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
@@ -79,8 +89,11 @@ def test_up_restarts_a_killed_worker_and_stops_everything_on_sigterm(
 
 def test_up_stops_on_sigint(up: tuple[subprocess.Popen[bytes], httpx.Client]) -> None:
     process, _ = up
-    children = wait_until(lambda: (c := children_of(process.pid)) and {"api", "worker"} <= set(c) and c,
-                          timeout=20, what="api and worker children")
+    children = wait_until(
+        lambda: (c := children_of(process.pid)) and {"api", "worker"} <= set(c) and c,
+        timeout=20,
+        what="api and worker children",
+    )
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0
     assert not any(alive(pid) for pid in children.values())

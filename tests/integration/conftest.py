@@ -16,7 +16,10 @@ def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if request.param == "embedded":
         running = start_stack(home, database_url=None, broker_url=None)
     else:
-        running = start_stack(home, database_url=str(request.getfixturevalue("postgres_module_url")),
-                              broker_url=str(request.getfixturevalue("redis_module_url")))
+        running = start_stack(
+            home,
+            database_url=str(request.getfixturevalue("postgres_module_url")),
+            broker_url=str(request.getfixturevalue("redis_module_url")),
+        )
     yield running
     running.stop()

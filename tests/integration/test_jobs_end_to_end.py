@@ -18,10 +18,34 @@ from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
-EPOCH_KEYS = {"epoch", "train_data_loss", "l1_penalty", "l2_penalty", "val_data_loss", "l1_norm", "l2_norm",
-              "zero_fraction", "lr", "seconds"}
-LAYER_KEYS = {"name", "penalized", "shape", "count", "l1_norm", "l2_norm", "max_abs", "mean", "std", "zero_fraction",
-              "near_zero_fraction", "dead_units", "spectral_norm", "histogram"}
+EPOCH_KEYS = {
+    "epoch",
+    "train_data_loss",
+    "l1_penalty",
+    "l2_penalty",
+    "val_data_loss",
+    "l1_norm",
+    "l2_norm",
+    "zero_fraction",
+    "lr",
+    "seconds",
+}
+LAYER_KEYS = {
+    "name",
+    "penalized",
+    "shape",
+    "count",
+    "l1_norm",
+    "l2_norm",
+    "max_abs",
+    "mean",
+    "std",
+    "zero_fraction",
+    "near_zero_fraction",
+    "dead_units",
+    "spectral_norm",
+    "histogram",
+}
 
 
 def no_nan(text: str) -> object:
@@ -97,8 +121,14 @@ def test_example_job_succeeds_and_its_results_read_back(stack: Stack) -> None:
 
 
 def test_regression_job_reports_r2_and_rmse(stack: Stack) -> None:
-    job = stack.submit({"dataset": "builtin:diabetes", "model": {"type": "linear"},
-                        "optimizer": {"type": "sgd", "lr": 0.05}, "training": {"epochs": 30, "batch_size": 32}})
+    job = stack.submit(
+        {
+            "dataset": "builtin:diabetes",
+            "model": {"type": "linear"},
+            "optimizer": {"type": "sgd", "lr": 0.05},
+            "training": {"epochs": 30, "batch_size": 32},
+        }
+    )
     assert job["task"] == "regression"
     done = stack.wait_for(job["id"])
     assert done["status"] == "succeeded", done["error"]
@@ -110,12 +140,20 @@ def test_regression_job_reports_r2_and_rmse(stack: Stack) -> None:
 
 
 def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(stack: Stack) -> None:
-    long_job = stack.submit({"dataset": "builtin:digits", "model": {"type": "mlp", "hidden_layers": [256, 256]},
-                             "training": {"epochs": 5000, "batch_size": 16}})
+    long_job = stack.submit(
+        {
+            "dataset": "builtin:digits",
+            "model": {"type": "mlp", "hidden_layers": [256, 256]},
+            "training": {"epochs": 5000, "batch_size": 16},
+        }
+    )
     queued = stack.submit({"dataset": "builtin:iris", "training": {"epochs": 5}})
     stack.wait_for(long_job["id"], {"running"}, timeout=60)
-    wait_until(lambda: stack.client.get(f"/v1/jobs/{long_job['id']}").json()["progress"]["epoch"] >= 1,
-               timeout=60, what="the first epoch")
+    wait_until(
+        lambda: stack.client.get(f"/v1/jobs/{long_job['id']}").json()["progress"]["epoch"] >= 1,
+        timeout=60,
+        what="the first epoch",
+    )
 
     # One worker with concurrency 1 is busy, so the second job is still queued: canceled at once.
     response = stack.client.post(f"/v1/jobs/{queued['id']}/cancel")
@@ -152,9 +190,14 @@ def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(stack: Stack) 
 
 
 def test_a_diverging_job_fails_with_the_epoch_and_no_nan(stack: Stack) -> None:
-    job = stack.submit({"dataset": "builtin:diabetes", "model": {"type": "linear"},
-                        "optimizer": {"type": "sgd", "lr": 10.0},
-                        "training": {"epochs": 50, "standardize": False}})
+    job = stack.submit(
+        {
+            "dataset": "builtin:diabetes",
+            "model": {"type": "linear"},
+            "optimizer": {"type": "sgd", "lr": 10.0},
+            "training": {"epochs": 50, "standardize": False},
+        }
+    )
     done = stack.wait_for(job["id"])
     assert done["status"] == "failed"
     assert done["error"]["type"] == "diverged"
@@ -178,10 +221,16 @@ def test_listing_is_newest_first_and_filters_by_status(stack: Stack) -> None:
 
 def test_cli_submit_follow_prints_each_epoch_and_the_result(stack: Stack, tmp_path: Path) -> None:
     spec = tmp_path / "job.json"
-    spec.write_text(json.dumps({"dataset": "builtin:breast_cancer", "model": {"type": "linear"},
-                                "training": {"epochs": 3}}))
-    completed = subprocess.run([sys.executable, "-m", "cli.main", "submit", str(spec), "--follow"],
-                               env=stack.env, capture_output=True, text=True, timeout=120)
+    spec.write_text(
+        json.dumps({"dataset": "builtin:breast_cancer", "model": {"type": "linear"}, "training": {"epochs": 3}})
+    )
+    completed = subprocess.run(
+        [sys.executable, "-m", "cli.main", "submit", str(spec), "--follow"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 0, completed.stderr
     lines = completed.stdout.splitlines()
     assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/3", "2/3", "3/3"]

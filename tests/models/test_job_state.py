@@ -15,9 +15,18 @@ from models.job_state import IllegalTransition
 
 def add_job(factory: sessionmaker[Session]) -> str:
     with factory() as session:
-        job = Job(spec={}, task="classification", device="cpu", queue="q", dataset_ref="builtin:iris",
-                  dataset_id="builtin:iris", dataset_name="builtin:iris", dataset_version=1, dataset_sha256="0" * 64,
-                  progress_epochs=3)
+        job = Job(
+            spec={},
+            task="classification",
+            device="cpu",
+            queue="q",
+            dataset_ref="builtin:iris",
+            dataset_id="builtin:iris",
+            dataset_name="builtin:iris",
+            dataset_version=1,
+            dataset_sha256="0" * 64,
+            progress_epochs=3,
+        )
         session.add(job)
         session.commit()
         return job.id
@@ -121,8 +130,11 @@ def test_cancel_racing_success_leaves_one_consistent_outcome(session_factory: se
     for _ in range(10):
         job_id = add_job(session_factory)
         move(session_factory, job_id, JobStatus.RUNNING)
-        outcomes = race(session_factory, job_id, [(JobStatus.CANCELED, {}),
-                                                  (JobStatus.SUCCEEDED, {"attempt": 1, "result": {"ok": 1}})])
+        outcomes = race(
+            session_factory,
+            job_id,
+            [(JobStatus.CANCELED, {}), (JobStatus.SUCCEEDED, {"attempt": 1, "result": {"ok": 1}})],
+        )
         assert sum(outcomes) == 1
         job = status_of(session_factory, job_id)
         assert job.status == ("canceled" if outcomes[0] else "succeeded")

@@ -35,8 +35,13 @@ class Stack:
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         with (self.home / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=self.env, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", *args],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.processes[name] = process
         return process
 
@@ -68,12 +73,18 @@ class Stack:
         self.client.close()
 
 
-def start_stack(home: Path, database_url: str | None, broker_url: str | None,
-                extra_env: dict[str, str] | None = None) -> Stack:
+def start_stack(
+    home: Path, database_url: str | None, broker_url: str | None, extra_env: dict[str, str] | None = None
+) -> Stack:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGTRAIN_")}
-    env.update(REGTRAIN_HOME=str(home), REGTRAIN_PORT=str(port), REGTRAIN_LOG_LEVEL="warning",
-               PYTHONUNBUFFERED="1", **(extra_env or {}))
+    env.update(
+        REGTRAIN_HOME=str(home),
+        REGTRAIN_PORT=str(port),
+        REGTRAIN_LOG_LEVEL="warning",
+        PYTHONUNBUFFERED="1",
+        **(extra_env or {}),
+    )
     if database_url:
         env["REGTRAIN_DATABASE_URL"] = database_url
     if broker_url:

@@ -4,6 +4,7 @@ taken from the training split only."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ class PreparedData:
     validation: Split | None
     test: Split | None
     n_outputs: int
-    class_labels: tuple[str, ...] | None
+    class_labels: tuple[Any, ...] | None
     # Per-feature statistics of the training split (ddof=0); identity when standardize is off.
     mean: np.ndarray
     scale: np.ndarray
@@ -66,9 +67,11 @@ def split_indices(
     return tuple(np.sort(np.concatenate(part)).astype(np.int64) for part in (train, validation, test))  # type: ignore[return-value]
 
 
-def encode_labels(y: np.ndarray) -> tuple[np.ndarray, tuple[str, ...]]:
+def encode_labels(y: np.ndarray) -> tuple[np.ndarray, tuple[Any, ...]]:
+    """Class indices 0..K-1 in sorted label order, and the labels themselves as JSON-ready scalars
+    (ints stay ints, strings stay strings), so that predictions return what the user trained on."""
     labels, codes = np.unique(y, return_inverse=True)
-    return codes.astype(np.int64), tuple(str(label) for label in labels.tolist())
+    return codes.astype(np.int64), tuple(labels.tolist())
 
 
 def prepare(

@@ -100,6 +100,16 @@ def evaluate(net: nn.Module, split: Split, task: Task) -> dict[str, float]:
     return {"data_loss": loss / n, "r2": r2, "rmse": math.sqrt(residual_sq / n)}
 
 
+def batch_bounds(n_rows: int, batch_size: int | None, merge_single_row: bool) -> list[tuple[int, int]]:
+    """(start, stop) of each step's rows; None is one full batch. Batch norm cannot normalize a
+    batch of one row in training mode, so with batch norm a lone last row joins the batch before it."""
+    size = min(batch_size or n_rows, n_rows)
+    bounds = [(start, min(start + size, n_rows)) for start in range(0, n_rows, size)]
+    if merge_single_row and len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n_rows)]
+    return bounds
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The data order of an epoch depends only on (seed, epoch), so a resumed job continues exactly."""
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
@@ -124,7 +134,7 @@ def train(config: TrainConfig, data: ArrayDataset, reporter: Reporter) -> TrainO
     stats = WeightStatistics(net, reg.penalized_names)
 
     n_train = len(train_split)
-    batch_size = min(cfg_train.batch_size or n_train, n_train)
+    batches = batch_bounds(n_train, cfg_train.batch_size, merge_single_row=config.model.batch_norm)
     stopping = cfg_train.early_stopping
     best_loss, best_epoch, best_state, stale_epochs = math.inf, 0, None, 0
     epoch = 0
@@ -134,10 +144,10 @@ def train(config: TrainConfig, data: ArrayDataset, reporter: Reporter) -> TrainO
         epoch_started = time.perf_counter()
         net.train()
         order = torch.randperm(n_train, generator=epoch_generator(cfg_train.seed, epoch)).to(device)
-        for start in range(0, n_train, batch_size):
+        for start, stop in batches:
             if reporter.should_stop():
                 raise Canceled(epoch)
-            rows = order[start : start + batch_size]
+            rows = order[start:stop]
             optimizer.zero_grad(set_to_none=True)
             loss = data_loss(task, net(train_split.X[rows]), train_split.y[rows])
             loss.backward()
@@ -151,7 +161,6 @@ def train(config: TrainConfig, data: ArrayDataset, reporter: Reporter) -> TrainO
         train_metrics = evaluate(net, train_split, task)
         val_metrics = evaluate(net, val_split, task) if val_split is not None else None
         l1_term, l2_term = (float(t) for t in reg.penalty_terms())
-        layers, totals = stats.compute()
         for what, value in (
             ("training data loss", train_metrics["data_loss"]),
             ("L1 term", l1_term),
@@ -159,6 +168,7 @@ def train(config: TrainConfig, data: ArrayDataset, reporter: Reporter) -> TrainO
         ):
             if not math.isfinite(value):
                 raise Diverged(epoch, what)
+        layers, totals = stats.compute()
 
         monitored = val_metrics["data_loss"] if val_metrics is not None else train_metrics["data_loss"]
         min_delta = stopping.min_delta if stopping else 0.0

@@ -77,8 +77,7 @@ class ConvNet(nn.Module):
 
     def __init__(self, image_shape: tuple[int, int, int], n_outputs: int, cfg: ModelConfig) -> None:
         super().__init__()
-        channels, height, width = image_shape
-        blocks = []
+        blocks, channels, height, width = [], image_shape[0], image_shape[1], image_shape[2]
         for out_channels in cfg.channels:
             pool = height >= 2 and width >= 2
             blocks.append(ConvBlock(channels, out_channels, cfg, pool))

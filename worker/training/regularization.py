@@ -51,9 +51,10 @@ class Regularizer:
         if not self.params:
             zero = torch.zeros(())
             return zero, zero
+        # Summed in float64, as the weight statistics are, so that the terms equal l1 * l1_norm exactly.
         with torch.no_grad():
-            l1_sum = torch.stack([p.abs().sum() for p in self.params]).sum()
-            sq_sum = torch.stack([p.square().sum() for p in self.params]).sum()
+            l1_sum = torch.stack([p.abs().sum(dtype=torch.float64) for p in self.params]).sum()
+            sq_sum = torch.stack([p.square().sum(dtype=torch.float64) for p in self.params]).sum()
         return self.cfg.l1 * l1_sum, (self.cfg.l2 / 2) * sq_sum
 
     @torch.no_grad()

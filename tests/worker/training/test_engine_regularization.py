@@ -1,16 +1,17 @@
 """The regularizers mean what DESIGN.md section 3 and REGULARIZATION.md say: exact zeros from proximal
-L1, scikit-learn's ElasticNet at convergence, torch's coupled and decoupled weight decay, max-norm, and
-`exclude`."""
+L1, scikit-learn's ElasticNet and LogisticRegression at convergence, torch's coupled and decoupled
+weight decay, max-norm, and `exclude`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_diabetes, load_wine
-from sklearn.linear_model import ElasticNet
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
+from sklearn.linear_model import ElasticNet, LogisticRegression
 from torch.nn import functional as F
 
 from worker.training import ArrayDataset, NullReporter, TrainConfig, TrainOutcome, train
@@ -73,7 +74,8 @@ def test_proximal_l1_zeros_are_exact_and_match_the_reported_totals(l1: float) ->
     assert reported["zero_fraction"] == zeros / count
     assert reported["near_zero_fraction"] == near_zeros / count
     assert reported["l1_norm"] == pytest.approx(sum(np.abs(w).sum() for w in weights), rel=1e-12)
-    assert outcome.result["train"]["l1_penalty"] == pytest.approx(l1 * reported["l1_norm"], rel=1e-12)
+    # The penalty is summed in the parameters' float32; the statistics in float64.
+    assert outcome.result["train"]["l1_penalty"] == pytest.approx(l1 * reported["l1_norm"], rel=1e-6)
 
 
 def test_proximal_l1_gives_more_zeros_as_l1_grows() -> None:
@@ -136,6 +138,47 @@ def test_linear_regression_with_elastic_net_equals_sklearn(alpha: float, l1_rati
     assert intercept == pytest.approx(oracle.intercept_, rel=1e-9)
     assert int((oracle.coef_ == 0).sum()) == expected_zeros
     np.testing.assert_array_equal(coef == 0, oracle.coef_ == 0)
+
+
+@pytest.mark.parametrize(
+    ("loader", "epochs"),
+    [(load_breast_cancer, 1500), (load_wine, 800)],
+    ids=["binary", "multinomial"],
+)
+def test_logistic_regression_with_l2_equals_sklearn(loader: Callable[[], Any], epochs: int) -> None:
+    raw = loader()
+    X, y = raw.data, raw.target
+    n, n_classes = len(y), len(np.unique(y))
+    C = 0.05
+    X_std = (X - X.mean(axis=0)) / X.std(axis=0, ddof=0)
+    # sklearn minimizes C * sum(loss) + ||W||^2 / 2: divided by n * C that is mean loss + (l2 / 2) ||W||^2.
+    l2 = 1.0 / (n * C)
+    oracle = LogisticRegression(C=C, tol=1e-12, max_iter=100_000).fit(X_std, y)
+    # The Hessian of the mean loss is at most X'X/n times 1/4 (sigmoid) or 1/2 (softmax).
+    curvature = 0.25 if n_classes == 2 else 0.5
+    lipschitz = curvature * np.linalg.svd(X_std, compute_uv=False)[0] ** 2 / n + l2
+
+    outcome = run(
+        ArrayDataset(X, y, tuple(raw.feature_names)),
+        model=ModelConfig(type="linear"),
+        reg=RegularizationConfig(l2=l2),
+        opt=OptimizerConfig(type="sgd", lr=1.0 / lipschitz),
+        epochs=epochs,
+        batch_size=None,
+        validation_fraction=0.0,
+        precision="float64",
+    )
+
+    coef = outcome.state["linear.weight"].numpy()
+    intercept = outcome.state["linear.bias"].numpy()
+    expected_intercept = oracle.intercept_
+    assert coef.shape == oracle.coef_.shape
+    if n_classes > 2:
+        # Softmax intercepts are unpenalized, so only their differences are determined.
+        intercept, expected_intercept = intercept - intercept.mean(), expected_intercept - expected_intercept.mean()
+    scale = np.abs(oracle.coef_).max()
+    assert np.abs(coef - oracle.coef_).max() <= 1e-5 * scale
+    assert np.abs(intercept - expected_intercept).max() <= 1e-5 * max(scale, 1.0)
 
 
 # --- coupled L2, decoupled weight decay and their torch equivalents --------------------------------
@@ -369,7 +412,9 @@ def test_default_exclude_leaves_biases_and_batch_norm_unpenalized() -> None:
     # The penalty terms and the sparsity touch the penalized weights only.
     weights = penalized_weights(outcome)
     assert outcome.result["train"]["l1_penalty"] == pytest.approx(l1 * sum(np.abs(w).sum() for w in weights), rel=1e-12)
-    assert outcome.result["train"]["l2_penalty"] == pytest.approx(l2 / 2 * sum((w**2).sum() for w in weights), rel=1e-12)
+    assert outcome.result["train"]["l2_penalty"] == pytest.approx(
+        l2 / 2 * sum((w**2).sum() for w in weights), rel=1e-12
+    )
     for name, tensor in outcome.state.items():
         if name not in names and tensor.is_floating_point() and "running" not in name:
             assert int((tensor == 0).sum()) == 0, name
