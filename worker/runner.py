@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import delete, insert
+from sqlalchemy.orm import Session
 
 from core.db import session_scope
 from core.settings import get_settings
@@ -16,7 +18,7 @@ from models import EpochMetric, JobStatus, LayerStat, transition, update_running
 from models.base import utcnow
 from worker.artifacts import write_artifact
 from worker.datasets import DatasetUnavailable, load_dataset
-from worker.training import Canceled, Diverged, EpochReport, TrainConfig, train
+from worker.training import ArrayDataset, Canceled, Diverged, EpochReport, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +93,21 @@ class DatabaseReporter:
                     seconds=report.seconds,
                 )
             )
-            session.execute(
-                insert(LayerStat),
-                [
-                    {**layer, "job_id": self.job_id, "epoch": report.epoch, "position": position}
-                    for position, layer in enumerate(report.layers)
-                ],
-            )
+            if report.layers is not None:
+                self._insert_layers(session, report.epoch, report.layers)
+
+    def on_layers(self, epoch: int, layers: list[dict[str, Any]]) -> None:
+        with session_scope() as session:
+            if not update_running(session, self.job_id, self.lease.attempt, heartbeat_at=utcnow()):
+                self.lease.lost.set()
+                raise Canceled(epoch)
+            # Replaces the scheduled record of that epoch, if any: the same weights, so the same numbers.
+            session.execute(delete(LayerStat).where(LayerStat.job_id == self.job_id, LayerStat.epoch == epoch))
+            self._insert_layers(session, epoch, layers)
+
+    def _insert_layers(self, session: Session, epoch: int, layers: list[dict[str, Any]]) -> None:
+        rows = [{**layer, "job_id": self.job_id, "epoch": epoch, "position": i} for i, layer in enumerate(layers)]
+        session.execute(insert(LayerStat), rows)
 
 
 def _finite(value: Any) -> Any:
@@ -124,7 +134,8 @@ def _fail(job_id: str, attempt: int, error_type: str, message: str) -> None:
         )
 
 
-def run_job(job_id: str) -> None:
+def run_job(job_id: str, load: Callable[[str, str], ArrayDataset] = load_dataset) -> None:
+    """`load` maps (dataset id, sha256) to arrays; benchmarks pass their own data through it."""
     with session_scope() as session:
         job = transition(session, job_id, JobStatus.RUNNING, source=JobStatus.QUEUED)
         if job is None:
@@ -136,9 +147,10 @@ def run_job(job_id: str) -> None:
     settings = get_settings()
     with Lease(job_id, attempt) as lease:
         try:
-            data = load_dataset(dataset_id, sha256)
+            data = load(dataset_id, sha256)
             config = TrainConfig.from_spec(spec, task)  # type: ignore[arg-type]
-            outcome = train(config, data, DatabaseReporter(job_id, lease))
+            checkpoint = settings.artifacts_dir / "checkpoints" / f"{job_id}.safetensors"
+            outcome = train(config, data, DatabaseReporter(job_id, lease), checkpoint_path=checkpoint)
             artifact_key = f"{job_id}.safetensors"
             write_artifact(settings.artifacts_dir / artifact_key, outcome, spec, task)
         except Canceled as stop:

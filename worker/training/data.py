@@ -74,6 +74,24 @@ def encode_labels(y: np.ndarray) -> tuple[np.ndarray, tuple[Any, ...]]:
     return codes.astype(np.int64), tuple(labels.tolist())
 
 
+# Rows standardized at a time: float64 temporaries stay a few MiB whatever the dataset's size.
+CHUNK_ROWS = 16_384
+
+
+def column_statistics(flat: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population standard deviation (ddof=0, as StandardScaler) of the given rows, in
+    float64, two passes over chunks: no float64 copy of the whole dataset is ever made."""
+    total = np.zeros(flat.shape[1])
+    for start in range(0, len(rows), CHUNK_ROWS):
+        total += flat[rows[start : start + CHUNK_ROWS]].sum(axis=0, dtype=np.float64)
+    mean = total / len(rows)
+    squares = np.zeros(flat.shape[1])
+    for start in range(0, len(rows), CHUNK_ROWS):
+        centred = flat[rows[start : start + CHUNK_ROWS]].astype(np.float64) - mean
+        squares += np.einsum("ij,ij->j", centred, centred)
+    return mean, np.sqrt(squares / len(rows))
+
+
 def prepare(
     data: ArrayDataset, task: Task, training: TrainingConfig, device: torch.device, dtype: torch.dtype
 ) -> PreparedData:
@@ -88,32 +106,33 @@ def prepare(
     train_idx, val_idx, test_idx = split_indices(
         y, task, training.validation_fraction, training.test_fraction, training.seed
     )
-    X = np.asarray(data.X, dtype=np.float64)
-    flat_train = X[train_idx].reshape(len(train_idx), -1)
+    if len(train_idx) == 0:
+        raise ValueError("the training split is empty: lower validation_fraction or test_fraction")
+    flat = data.X.reshape(len(data.X), -1)
     if training.standardize:
-        mean = flat_train.mean(axis=0)
-        scale = flat_train.std(axis=0)
+        mean, scale = column_statistics(flat, train_idx)
         # A constant feature carries no information; leave it centred rather than divide by zero.
         scale[scale == 0] = 1.0
     else:
-        mean = np.zeros(flat_train.shape[1])
-        scale = np.ones(flat_train.shape[1])
+        mean, scale = np.zeros(flat.shape[1]), np.ones(flat.shape[1])
+    shape = data.image_shape or (flat.shape[1],)
 
     def to_split(idx: np.ndarray) -> Split | None:
+        """The rows standardized into one tensor, a chunk at a time (the only full-size copy)."""
         if len(idx) == 0:
             return None
-        features = (X[idx].reshape(len(idx), -1) - mean) / scale
-        if data.image_shape is not None:
-            features = features.reshape(len(idx), *data.image_shape)
+        features = torch.empty((len(idx), flat.shape[1]), dtype=dtype)
+        for start in range(0, len(idx), CHUNK_ROWS):
+            chunk = idx[start : start + CHUNK_ROWS]
+            features[start : start + len(chunk)] = torch.from_numpy((flat[chunk] - mean) / scale)
         target_dtype = torch.int64 if task == "classification" else dtype
         return Split(
-            X=torch.as_tensor(features, dtype=dtype, device=device),
+            X=features.reshape(len(idx), *shape).to(device),
             y=torch.as_tensor(y[idx], dtype=target_dtype, device=device),
         )
 
     train = to_split(train_idx)
-    if train is None:
-        raise ValueError("the training split is empty: lower validation_fraction or test_fraction")
+    assert train is not None
     return PreparedData(
         train=train,
         validation=to_split(val_idx),

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from worker.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from worker.training.config import OptimizerConfig, Task, TrainConfig
 from worker.training.data import ArrayDataset, PreparedData, Split, prepare
 from worker.training.networks import build_network
@@ -21,6 +23,12 @@ from worker.training.statistics import WeightStatistics
 
 # Rows per forward pass when evaluating: bounds activation memory on large splits.
 EVAL_CHUNK_ROWS = 8192
+# The per-epoch training loss (eval mode) is measured on at most this many training rows, a fixed
+# sample, so that reporting stays a few percent of an epoch; the final result uses every row.
+TRAIN_LOSS_SAMPLE_ROWS = 4096
+# Per-layer statistics are stored for at most about this many epochs of a run (always the first and
+# last, and the epoch whose weights are kept); totals are stored for every epoch.
+MAX_LAYER_STAT_EPOCHS = 200
 
 
 class Diverged(Exception):
@@ -42,6 +50,17 @@ class TrainOutcome:
     prepared: PreparedData
 
 
+@dataclass
+class Progress:
+    """What the loop carries from epoch to epoch, and what a checkpoint must restore."""
+
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    stale_epochs: int = 0
+    stopped_early: bool = False
+    seconds: dict[str, float] = field(default_factory=lambda: {"steps": 0.0, "evaluation": 0.0, "reporting": 0.0})
+
+
 def resolve_device(requested: str) -> torch.device:
     if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
@@ -61,7 +80,7 @@ def data_loss(task: Task, output: torch.Tensor, target: torch.Tensor, reduction:
 
 
 def build_optimizer(net: nn.Module, reg: Regularizer, cfg: OptimizerConfig) -> torch.optim.Optimizer:
-    penalized = set(id(p) for p in reg.params)
+    penalized = {id(p) for p in reg.params}
     decayed = [p for p in net.parameters() if id(p) in penalized]
     others = [p for p in net.parameters() if id(p) not in penalized]
     if cfg.type == "sgd":
@@ -76,7 +95,7 @@ def build_optimizer(net: nn.Module, reg: Regularizer, cfg: OptimizerConfig) -> t
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.lr, betas=cfg.betas)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate(net: nn.Module, split: Split, task: Task) -> dict[str, float]:
     """Data loss and accuracy (or r2 and rmse) in eval mode, with one host transfer."""
     net.eval()
@@ -100,6 +119,11 @@ def evaluate(net: nn.Module, split: Split, task: Task) -> dict[str, float]:
     return {"data_loss": loss / n, "r2": r2, "rmse": math.sqrt(residual_sq / n)}
 
 
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The data order of an epoch depends only on (seed, epoch), so a resumed job continues exactly."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+
+
 def batch_bounds(n_rows: int, batch_size: int | None, merge_single_row: bool) -> list[tuple[int, int]]:
     """(start, stop) of each step's rows; None is one full batch. Batch norm cannot normalize a
     batch of one row in training mode, so with batch norm a lone last row joins the batch before it."""
@@ -110,12 +134,24 @@ def batch_bounds(n_rows: int, batch_size: int | None, merge_single_row: bool) ->
     return bounds
 
 
-def epoch_generator(seed: int, epoch: int) -> torch.Generator:
-    """The data order of an epoch depends only on (seed, epoch), so a resumed job continues exactly."""
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
+def loss_sample(split: Split, seed: int) -> Split:
+    if len(split) <= TRAIN_LOSS_SAMPLE_ROWS:
+        return split
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(len(split), generator=generator)[:TRAIN_LOSS_SAMPLE_ROWS].sort().values.to(split.X.device)
+    return Split(split.X[rows], split.y[rows])
 
 
-def train(config: TrainConfig, data: ArrayDataset, reporter: Reporter) -> TrainOutcome:
+def records_layers(epoch: int, epochs: int) -> bool:
+    stride = math.ceil(epochs / MAX_LAYER_STAT_EPOCHS)
+    return epoch == 1 or epoch == epochs or epoch % stride == 0
+
+
+def train(
+    config: TrainConfig, data: ArrayDataset, reporter: Reporter, checkpoint_path: Path | None = None
+) -> TrainOutcome:
+    """Train to the end (or to early stopping). With `checkpoint_path`, a checkpoint is written after
+    every epoch, and an existing one is resumed from: the run continues exactly where it stopped."""
     started = time.perf_counter()
     device = resolve_device(config.device)
     dtype = torch.float64 if config.training.precision == "float64" else torch.float32
@@ -123,24 +159,36 @@ def train(config: TrainConfig, data: ArrayDataset, reporter: Reporter) -> TrainO
 
     prepared = prepare(data, task, cfg_train, device, dtype)
     train_split, val_split = prepared.train, prepared.validation
+    train_loss_rows = loss_sample(train_split, cfg_train.seed)
     n_features = int(np.prod(train_split.X.shape[1:]))
 
     torch.manual_seed(cfg_train.seed)
     net = build_network(config.model, n_features, prepared.n_outputs, prepared.image_shape)
     net = net.to(device=device, dtype=dtype)
-
     reg = Regularizer(net, config.regularization, optimizer_decays=config.optimizer.type == "adamw")
     optimizer = build_optimizer(net, reg, config.optimizer)
     stats = WeightStatistics(net, reg.penalized_names)
 
+    progress, best_state, first_epoch = Progress(), None, 1
+    if checkpoint_path is not None and checkpoint_path.exists():
+        saved = load_checkpoint(checkpoint_path)
+        net.load_state_dict(saved.net)
+        optimizer.load_state_dict(saved.optimizer)
+        torch.set_rng_state(saved.rng)
+        stats.edges = saved.histogram_edges
+        progress = Progress(**saved.progress)
+        best_state = {k: v.to(device) for k, v in saved.best_state.items()} if saved.best_state else None
+        first_epoch = saved.epoch + 1
+
     n_train = len(train_split)
     batches = batch_bounds(n_train, cfg_train.batch_size, merge_single_row=config.model.batch_norm)
     stopping = cfg_train.early_stopping
-    best_loss, best_epoch, best_state, stale_epochs = math.inf, 0, None, 0
-    epoch = 0
-    train_seconds = 0.0
+    epochs_run = first_epoch - 1
+    lr = optimizer.param_groups[0]["lr"]
 
-    for epoch in range(1, cfg_train.epochs + 1):
+    for epoch in range(first_epoch, cfg_train.epochs + 1):
+        if progress.stopped_early:
+            break
         epoch_started = time.perf_counter()
         net.train()
         order = torch.randperm(n_train, generator=epoch_generator(cfg_train.seed, epoch)).to(device)
@@ -156,34 +204,31 @@ def train(config: TrainConfig, data: ArrayDataset, reporter: Reporter) -> TrainO
             reg.decay(lr)
             optimizer.step()
             reg.after_step(lr)
-        train_seconds += time.perf_counter() - epoch_started
+        steps_done = time.perf_counter()
 
-        train_metrics = evaluate(net, train_split, task)
+        train_loss = evaluate(net, train_loss_rows, task)["data_loss"]
         val_metrics = evaluate(net, val_split, task) if val_split is not None else None
         l1_term, l2_term = (float(t) for t in reg.penalty_terms())
-        for what, value in (
-            ("training data loss", train_metrics["data_loss"]),
-            ("L1 term", l1_term),
-            ("L2 term", l2_term),
-        ):
+        for what, value in (("training data loss", train_loss), ("L1 term", l1_term), ("L2 term", l2_term)):
             if not math.isfinite(value):
                 raise Diverged(epoch, what)
-        layers, totals = stats.compute()
+        evaluated = time.perf_counter()
 
-        monitored = val_metrics["data_loss"] if val_metrics is not None else train_metrics["data_loss"]
-        min_delta = stopping.min_delta if stopping else 0.0
-        if monitored < best_loss - min_delta:
-            best_loss, best_epoch, stale_epochs = monitored, epoch, 0
+        monitored = val_metrics["data_loss"] if val_metrics is not None else train_loss
+        if monitored < progress.best_loss - (stopping.min_delta if stopping else 0.0):
+            progress.best_loss, progress.best_epoch, progress.stale_epochs = monitored, epoch, 0
             if stopping is not None:
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
-            stale_epochs += 1
+            progress.stale_epochs += 1
+        progress.stopped_early = stopping is not None and progress.stale_epochs >= stopping.patience
 
+        layers, totals = stats.compute() if records_layers(epoch, cfg_train.epochs) else (None, stats.totals())
         reporter.on_epoch(
             EpochReport(
                 epoch=epoch,
                 epochs=cfg_train.epochs,
-                train_data_loss=train_metrics["data_loss"],
+                train_data_loss=train_loss,
                 l1_penalty=l1_term,
                 l2_penalty=l2_term,
                 validation=val_metrics,
@@ -193,19 +238,38 @@ def train(config: TrainConfig, data: ArrayDataset, reporter: Reporter) -> TrainO
                 seconds=time.perf_counter() - epoch_started,
             )
         )
-        if stopping is not None and stale_epochs >= stopping.patience:
-            break
+        epochs_run = epoch
+        if checkpoint_path is not None:
+            save_checkpoint(
+                checkpoint_path,
+                Checkpoint(
+                    epoch=epoch,
+                    net=net.state_dict(),
+                    optimizer=optimizer.state_dict(),
+                    rng=torch.get_rng_state(),
+                    best_state=best_state,
+                    progress=progress.__dict__,
+                    histogram_edges=stats.edges,
+                ),
+            )
+        reported = time.perf_counter()
+        progress.seconds["steps"] += steps_done - epoch_started
+        progress.seconds["evaluation"] += evaluated - steps_done
+        progress.seconds["reporting"] += reported - evaluated
 
     if best_state is not None:
         net.load_state_dict(best_state)
-    epochs_run = epoch
-    _, totals = stats.compute()
+    weights_epoch = progress.best_epoch if best_state is not None else epochs_run
+    final_layers, totals = stats.compute()
+    if best_state is not None or not records_layers(weights_epoch, cfg_train.epochs):
+        # The kept weights' statistics must be stored even when the schedule skipped their epoch.
+        reporter.on_layers(weights_epoch, final_layers)
     l1_term, l2_term = (float(t) for t in reg.penalty_terms())
+    steps_seconds = progress.seconds["steps"]
     result: dict[str, Any] = {
         "epochs_run": epochs_run,
-        "best_epoch": best_epoch,
-        # The epoch whose weights the artifact holds: the best one when early stopping restored it.
-        "weights_epoch": best_epoch if best_state is not None else epochs_run,
+        "best_epoch": progress.best_epoch,
+        "weights_epoch": weights_epoch,
         "train": {**evaluate(net, train_split, task), "l1_penalty": l1_term, "l2_penalty": l2_term},
         "validation": evaluate(net, val_split, task) if val_split is not None else None,
         "weights": {key: totals[key] for key in ("count", "l1_norm", "l2_norm", "zero_fraction", "near_zero_fraction")},
@@ -215,7 +279,8 @@ def train(config: TrainConfig, data: ArrayDataset, reporter: Reporter) -> TrainO
         ],
         "device": device.type,
         "seconds": time.perf_counter() - started,
-        "samples_per_second": epochs_run * n_train / train_seconds if train_seconds > 0 else 0.0,
+        "samples_per_second": (epochs_run - first_epoch + 1) * n_train / steps_seconds if steps_seconds > 0 else 0.0,
+        "timing": {f"{k}_seconds": v for k, v in progress.seconds.items()},
     }
     if prepared.test is not None:
         result["test"] = evaluate(net, prepared.test, task)

@@ -9,10 +9,42 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from worker.training.config import ModelConfig
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+
+
+class Dropout(nn.Module):
+    """Inverted dropout: in training, each unit is kept with probability 1 - p and survivors are
+    scaled by 1 / (1 - p); in eval mode it is the identity.
+
+    On the CPU, torch's dropout draws its mask with bernoulli_, which is most of a small network's
+    step time. Here the mask compares 32-bit uniform integers, two from each 64-bit draw of the same
+    seeded generator, against a threshold: the same distribution (finer-grained than float32
+    uniforms), about three times faster. On a GPU torch's fused kernel is already fast and is used."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+        # P(uniform int32 < threshold) = 1 - p, for int32 values uniform on [-2^31, 2^31).
+        self.threshold = round((1 - p) * 2**32) - 2**31
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if x.device.type != "cpu":
+            return F.dropout(x, self.p, training=True)
+        n = x.numel()
+        bits = torch.randint(-(2**63), 2**63 - 1, ((n + 1) // 2,), dtype=torch.int64).view(torch.int32)[:n]
+        kept = (bits < self.threshold).view(x.shape)
+        return x * torch.where(kept, 1.0 / (1.0 - self.p), 0.0).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
 
 
 class DenseBlock(nn.Module):
@@ -21,7 +53,7 @@ class DenseBlock(nn.Module):
         self.linear = nn.Linear(in_features, out_features)
         self.norm = nn.BatchNorm1d(out_features) if cfg.batch_norm else None
         self.activation = ACTIVATIONS[cfg.activation]()
-        self.dropout = nn.Dropout(cfg.dropout) if cfg.dropout > 0 else None
+        self.dropout = Dropout(cfg.dropout) if cfg.dropout > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.linear(x)

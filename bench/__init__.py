@@ -1,0 +1,1 @@
+"""Reproducible benchmarks. Each prints ratios against baselines measured in the same run."""
