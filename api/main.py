@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
-from api.routes import health, jobs
+from api.routes import datasets, health, jobs, schedules
 from api.schemas.job import OBJECTIVE
 
 DESCRIPTION = f"""
@@ -26,7 +26,9 @@ def create_app() -> FastAPI:
     app = FastAPI(title="regtrain", version="1.0.0", description=DESCRIPTION)
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(datasets.router)
     app.include_router(jobs.router)
+    app.include_router(schedules.router)
     return app
 
 

@@ -68,6 +68,7 @@ def run_job(epochs: int, device: str) -> dict[str, Any]:
     from core.migrate import upgrade
     from core.settings import get_settings
     from models import Job, JobStatus
+    from worker.datasets import LoadedData
     from worker.runner import run_job as run
     from worker.training import ArrayDataset
 
@@ -111,7 +112,7 @@ def run_job(epochs: int, device: str) -> dict[str, Any]:
         session.flush()
         job_id = job.id
     started = time.perf_counter()
-    run(job_id, load=lambda _id, _sha: data)
+    run(job_id, load=lambda _id, _sha, _target: LoadedData(data))
     wall = time.perf_counter() - started
     with session_scope() as session:
         row = session.get(Job, job_id)

@@ -75,6 +75,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scheduler(_: argparse.Namespace) -> int:
+    from api.scheduler import run
+
+    get_settings().ensure_home()
+    run()
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from cli.supervisor import run_up
 
@@ -157,7 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, help="Jobs trained at once (default REGTRAIN_WORKER_CONCURRENCY).")
     worker.set_defaults(func=cmd_worker)
 
-    up = commands.add_parser("up", help="Migrate, then run the API and a worker, restarting them if they die.")
+    commands.add_parser("scheduler", help="Fire due schedules (any number may run at once).").set_defaults(
+        func=cmd_scheduler
+    )
+
+    up = commands.add_parser(
+        "up", help="Migrate, then run the API, a worker and the scheduler, restarting them if they die."
+    )
     up.add_argument("--port", type=int)
     up.set_defaults(func=cmd_up)
 

@@ -1,4 +1,4 @@
-"""`regtrain up`: runs the API, a worker (and the scheduler, once there is one) as child processes,
+"""`regtrain up`: runs the API, a worker and the scheduler as child processes,
 restarts a child that dies, and stops them all on SIGINT or SIGTERM, as compose or systemd would."""
 
 from __future__ import annotations
@@ -112,6 +112,7 @@ def run_up(port: int | None) -> int:
     children = [
         Child("api", child_argv("api", *env_port)),
         Child("worker", child_argv("worker")),
+        Child("scheduler", child_argv("scheduler")),
     ]
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return Supervisor(children).run()

@@ -13,15 +13,24 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-FIELDS = (("second", 0, 59), ("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
-          ("day of week", 0, 7))
+FIELDS = (
+    ("second", 0, 59),
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+)
 NAMES = {
-    "month": {m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())},
-    "day of week": {d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())},
+    "month": {
+        m: i + 1
+        for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
+    },
+    "day of week": {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])},
 }
 # The furthest ahead a next slot is searched for: '0 0 29 2 *' needs up to eight years.
 SEARCH_DAYS = 366 * 9
@@ -91,8 +100,20 @@ class Cron:
                 f"a cron expression has 5 fields (minute hour day-of-month month day-of-week), or 6 with a leading "
                 f"seconds field; {expression!r} has {len(parts)}"
             )
-        parsed = [_parse_field(text, name, low, high) for text, (name, low, high) in zip(parts, FIELDS, strict=True)]
-        return cls(expression, *parsed, days_restricted=parts[3] != "*", weekdays_restricted=parts[5] != "*")
+        seconds, minutes, hours, days, months, weekdays = (
+            _parse_field(text, name, low, high) for text, (name, low, high) in zip(parts, FIELDS, strict=True)
+        )
+        return cls(
+            expression,
+            seconds=seconds,
+            minutes=minutes,
+            hours=hours,
+            days=days,
+            months=months,
+            weekdays=weekdays,
+            days_restricted=parts[3] != "*",
+            weekdays_restricted=parts[5] != "*",
+        )
 
     def _day_matches(self, day: date) -> bool:
         if day.month not in self.months:
@@ -127,7 +148,7 @@ class Cron:
                 earliest = local.time()
                 if shifts:
                     earliest = (local - DST_MARGIN).time() if local.time() > DST_MARGIN_TIME else time()
-            for wall in times[bisect_left(times, earliest):]:
+            for wall in times[bisect_left(times, earliest) :]:
                 slot = to_instant(datetime.combine(day, wall), zone)
                 if slot > instant:
                     return slot

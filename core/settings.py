@@ -23,7 +23,11 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         None, description="Celery broker URL; default: a SQLite-backed kombu transport under home."
     )
-    max_upload_bytes: int = Field(512 * MIB, gt=0)
+    max_upload_bytes: int = Field(512 * MIB, gt=0, description="Largest dataset upload; larger bodies get 413.")
+    max_columns: int = Field(10_000, ge=1, description="Most columns (or features per row) a dataset may have.")
+    max_decompressed_bytes: int = Field(
+        4 * 1024 * MIB, gt=0, description="Most bytes a compressed upload (NPZ, HDF5, Parquet) may expand to."
+    )
     max_epochs: int = Field(10_000, ge=1, description="Largest `training.epochs` a job may ask for.")
     job_time_limit_seconds: int = Field(
         6 * 3600, ge=1, description="Longest a job may train; the broker's visibility timeout sits above it."
@@ -46,12 +50,18 @@ class Settings(BaseSettings):
         return self.home / "artifacts"
 
     @property
+    def datasets_dir(self) -> Path:
+        """Content-addressed: one folder per sha256 of uploaded bytes, holding the canonical form."""
+        return self.home / "datasets"
+
+    @property
     def embedded(self) -> bool:
         return self.resolved_database_url.startswith("sqlite")
 
     def ensure_home(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        self.datasets_dir.mkdir(parents=True, exist_ok=True)
 
 
 @lru_cache

@@ -27,6 +27,8 @@ class Job(Base):
     # The normalized spec: defaults filled in, elastic net resolved to l1/l2.
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     task: Mapped[str] = mapped_column(String(16))
+    # Why the job has its task: given in the spec, or the rule that inferred it from the target.
+    task_reason: Mapped[str] = mapped_column(String(300), default="given", server_default="given")
     device: Mapped[str] = mapped_column(String(8))
     queue: Mapped[str] = mapped_column(String(64))
 
@@ -54,3 +56,7 @@ class Job(Base):
     artifact_key: Mapped[str | None] = mapped_column(String(500))
 
     schedule_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # The slot a scheduled run was made for (a trigger's is the moment it was asked for).
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The job this one retrains (POST /v1/jobs/{id}/retrain).
+    parent_id: Mapped[str | None] = mapped_column(String(36), index=True)

@@ -36,11 +36,6 @@ PYPROJECT_PATH = ROOT / "pyproject.toml"
 EXPECTED_SERVICES = {"postgres", "redis", "migrate", "api", "worker", "scheduler"}
 LONG_RUNNING_APP_SERVICES = ("api", "worker", "scheduler")
 
-# Commands compose already runs although the CLI does not have them yet (DESIGN.md section 2 asks
-# compose to wire the scheduler). Remove a name once its command exists:
-# test_planned_commands_do_not_exist_yet fails until then.
-PLANNED_COMMANDS = {"scheduler"}
-
 RESTARTING_POLICIES = {"always", "unless-stopped", "on-failure"}
 
 
@@ -360,23 +355,15 @@ def test_api_and_worker_share_the_data_volume_at_regtrain_home(compose: dict[str
 # --- Commands ------------------------------------------------------------------------------------
 
 
-def test_compose_commands_are_cli_commands_or_planned(app_services: dict[str, dict[str, Any]]) -> None:
+def test_compose_commands_are_cli_commands(app_services: dict[str, dict[str, Any]]) -> None:
     parser = build_parser()
     known = subcommands(parser)
+    assert known >= {"migrate", "api", "worker", "scheduler", "up"}
     for name, service in app_services.items():
         program, subcommand, *_ = service["command"]
         assert program == "regtrain", name
-        assert subcommand in known | PLANNED_COMMANDS, name
-        if subcommand in known:
-            assert parser.parse_args(service["command"][1:]).command == subcommand, name
-
-
-def test_planned_commands_do_not_exist_yet(app_services: dict[str, dict[str, Any]]) -> None:
-    known = subcommands(build_parser())
-    assert known >= {"migrate", "api", "worker"}
-    assert PLANNED_COMMANDS.isdisjoint(known), "the command exists now: remove it from PLANNED_COMMANDS"
-    used = {service["command"][1] for service in app_services.values()}
-    assert used >= PLANNED_COMMANDS, "a planned command compose no longer runs"
+        assert subcommand in known, name
+        assert parser.parse_args(service["command"][1:]).command == subcommand, name
 
 
 @pytest.mark.parametrize(("target", "subcommand"), [("api", "api"), ("worker", "worker")])

@@ -1,12 +1,21 @@
-"""Loading a job's dataset as arrays, once per process per dataset content (keyed by sha256)."""
+"""Loading a job's dataset as arrays, from the canonical form in the shared store. Each process keeps
+the last few it loaded, keyed by content (sha256) and target, so that ten jobs on one dataset read
+and encode it once."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from core.builtins import BUILTIN_PREFIX, BUILTINS
+from core.features import FeatureColumn, encode, feature_names
+from core.settings import get_settings
+from core.storage import canonical_path
 from worker.training import ArrayDataset
 
 
@@ -14,8 +23,15 @@ class DatasetUnavailable(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class LoadedData:
+    arrays: ArrayDataset
+    # How named columns became features (tables); None for arrays and built-ins.
+    layout: tuple[FeatureColumn, ...] | None = None
+
+
 @lru_cache(maxsize=8)
-def _load_builtin(name: str, sha256: str) -> ArrayDataset:
+def _load_builtin(name: str) -> LoadedData:
     from sklearn import datasets
 
     loaders = {
@@ -26,23 +42,62 @@ def _load_builtin(name: str, sha256: str) -> ArrayDataset:
         "diabetes": lambda: datasets.load_diabetes(scaled=False),
     }
     bunch = loaders[name]()
-    X = np.asarray(bunch.data, dtype=np.float64)
-    return ArrayDataset(
-        X=X,
-        y=np.asarray(bunch.target),
-        feature_names=tuple(str(f) for f in bunch.feature_names),
-        image_shape=BUILTINS[name].image_shape,
+    return LoadedData(
+        ArrayDataset(
+            X=np.asarray(bunch.data, dtype=np.float64),
+            y=np.asarray(bunch.target),
+            feature_names=tuple(str(f) for f in bunch.feature_names),
+            image_shape=BUILTINS[name].image_shape,
+        )
     )
 
 
-def load_dataset(dataset_id: str, sha256: str) -> ArrayDataset:
+def _labels(column: pa.ChunkedArray) -> np.ndarray:
+    """Target values as numbers or strings; with nulls, an object array holding None for them (so
+    that integer labels stay integers)."""
+    if column.null_count:
+        return np.array(column.to_pylist(), dtype=object)
+    return column.to_numpy()
+
+
+@lru_cache(maxsize=8)
+def _load_table(sha256: str, target: str) -> LoadedData:
+    path = canonical_path(get_settings(), sha256, "table")
+    table = pq.read_table(path)
+    layout = []
+    for field in table.schema:
+        if field.name == target:
+            continue
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            categories = pc.unique(table[field.name]).drop_null().to_pylist()
+            layout.append(FeatureColumn(field.name, "categorical", tuple(sorted(categories))))
+        else:
+            layout.append(FeatureColumn(field.name, "numeric"))
+    X = encode(layout, {column.name: table[column.name] for column in layout})
+    y = _labels(table[target])
+    return LoadedData(ArrayDataset(X=X, y=y, feature_names=tuple(feature_names(layout))), tuple(layout))
+
+
+@lru_cache(maxsize=8)
+def _load_arrays(sha256: str) -> LoadedData:
+    with np.load(canonical_path(get_settings(), sha256, "arrays"), allow_pickle=False) as stored:
+        X, y = stored["X"], stored["y"]
+    image_shape = tuple(X.shape[1:]) if X.ndim == 4 else None
+    names = tuple(f"x{i}" for i in range(int(np.prod(X.shape[1:]))))
+    return LoadedData(ArrayDataset(X=X, y=y, feature_names=names, image_shape=image_shape))
+
+
+def load_dataset(dataset_id: str, sha256: str, target: str) -> LoadedData:
     if dataset_id.startswith(BUILTIN_PREFIX):
         name = dataset_id.removeprefix(BUILTIN_PREFIX)
         if name not in BUILTINS:
             raise DatasetUnavailable(f"unknown built-in dataset {dataset_id!r}")
         if BUILTINS[name].sha256 != sha256:
-            raise DatasetUnavailable(
-                f"{dataset_id} on this worker has different content than when the job was submitted"
-            )
-        return _load_builtin(name, sha256)
-    raise DatasetUnavailable(f"dataset {dataset_id!r} is not available to this worker")
+            raise DatasetUnavailable(f"{dataset_id} on this worker differs from the one the job was submitted with")
+        return _load_builtin(name)
+    settings = get_settings()
+    if canonical_path(settings, sha256, "table").exists():
+        return _load_table(sha256, target)
+    if canonical_path(settings, sha256, "arrays").exists():
+        return _load_arrays(sha256)
+    raise DatasetUnavailable(f"dataset {dataset_id} ({sha256[:12]}) is not in the store {settings.datasets_dir}")

@@ -17,8 +17,8 @@ from core.settings import get_settings
 from models import EpochMetric, JobStatus, LayerStat, transition, update_running
 from models.base import utcnow
 from worker.artifacts import write_artifact
-from worker.datasets import DatasetUnavailable, load_dataset
-from worker.training import ArrayDataset, Canceled, Diverged, EpochReport, TrainConfig, train
+from worker.datasets import DatasetUnavailable, LoadedData, load_dataset
+from worker.training import Canceled, Diverged, EpochReport, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +134,8 @@ def _fail(job_id: str, attempt: int, error_type: str, message: str) -> None:
         )
 
 
-def run_job(job_id: str, load: Callable[[str, str], ArrayDataset] = load_dataset) -> None:
-    """`load` maps (dataset id, sha256) to arrays; benchmarks pass their own data through it."""
+def run_job(job_id: str, load: Callable[[str, str, str], LoadedData] = load_dataset) -> None:
+    """`load` maps (dataset id, sha256, target) to arrays; benchmarks pass their own data through it."""
     with session_scope() as session:
         job = transition(session, job_id, JobStatus.RUNNING, source=JobStatus.QUEUED)
         if job is None:
@@ -147,12 +147,12 @@ def run_job(job_id: str, load: Callable[[str, str], ArrayDataset] = load_dataset
     settings = get_settings()
     with Lease(job_id, attempt) as lease:
         try:
-            data = load(dataset_id, sha256)
+            data = load(dataset_id, sha256, spec["target"] or "target")
             config = TrainConfig.from_spec(spec, task)  # type: ignore[arg-type]
             checkpoint = settings.artifacts_dir / "checkpoints" / f"{job_id}.safetensors"
-            outcome = train(config, data, DatabaseReporter(job_id, lease), checkpoint_path=checkpoint)
+            outcome = train(config, data.arrays, DatabaseReporter(job_id, lease), checkpoint_path=checkpoint)
             artifact_key = f"{job_id}.safetensors"
-            write_artifact(settings.artifacts_dir / artifact_key, outcome, spec, task)
+            write_artifact(settings.artifacts_dir / artifact_key, outcome, spec, task, data.layout)
         except Canceled as stop:
             log.info("job %s stopped at epoch %d: it no longer belongs to this attempt", job_id, stop.epoch)
             return

@@ -7,9 +7,9 @@ from fastapi.responses import FileResponse
 
 from api.deps import SessionDep, SettingsDep
 from api.schemas.common import ErrorRead
-from api.schemas.job import JobCreate, JobPage, JobRead, JobStatusName, MetricsRead, WeightsRead
+from api.schemas.job import JobCreate, JobPage, JobRead, JobStatusName, MetricsRead, RetrainRead, WeightsRead
 from api.schemas.prediction import PredictionRead, PredictRequest
-from api.services import artifacts, jobs
+from api.services import artifacts, jobs, schedules
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -100,3 +100,9 @@ def get_artifact(job_id: str, session: SessionDep, settings: SettingsDep) -> Fil
 def predict(job_id: str, body: PredictRequest, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     """Predict with a succeeded job's weights: raw feature rows in, class labels (with probabilities) or values out."""
     return artifacts.predict_rows(session, settings, job_id, body)
+
+
+@router.post("/{job_id}/retrain", status_code=status.HTTP_201_CREATED, response_model=RetrainRead, responses=NOT_FOUND)
+def retrain(job_id: str, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    """A new job with the same spec on the newest version of the same dataset; says what changed."""
+    return schedules.retrain(session, settings, job_id)

@@ -183,6 +183,12 @@ class TrainingSpec(StrictModel):
     precision: Literal["float32", "float64"] = Field(
         "float32", description="Floating-point precision of weights and data during training."
     )
+    missing: Literal["refuse", "drop", "mean"] = Field(
+        "refuse",
+        description="Rows with missing or non-finite values: `refuse` the job at submit (naming the columns), "
+        "`drop` those rows, or `mean`: fill numbers with the training split's column mean (a missing category is "
+        "all zeros; rows with a missing target are dropped).",
+    )
 
     @model_validator(mode="after")
     def _splits_fit(self) -> Self:
@@ -290,6 +296,7 @@ class JobRead(BaseModel):
     name: str | None
     status: JobStatusName
     task: Literal["classification", "regression"]
+    task_reason: str = Field(description="`given`, or the rule that inferred the task from the target.")
     spec: JobCreate = Field(description="The normalized spec: defaults filled in, elastic_net resolved to l1/l2.")
     dataset: DatasetRef
     created_at: datetime
@@ -299,7 +306,9 @@ class JobRead(BaseModel):
     attempts: int = Field(description="How many times a worker has started this job.")
     result: JobResult | None
     error: JobError | None
-    schedule_id: str | None
+    schedule_id: str | None = Field(description="The schedule that made this job, if any.")
+    scheduled_for: datetime | None = Field(description="The schedule's slot this job was made for.")
+    parent_id: str | None = Field(description="The job this one retrains, if any.")
 
 
 class JobPage(BaseModel):
@@ -367,3 +376,10 @@ class WeightsRead(BaseModel):
     epochs_recorded: list[int] = Field(description="Epochs for which statistics are stored.")
     layers: list[LayerRead]
     total: WeightTotalsRead = Field(description="Totals over the penalized tensors.")
+
+
+class RetrainRead(BaseModel):
+    job: JobRead = Field(description="The new job; its parent_id is the retrained job.")
+    changes: dict[str, Any] = Field(
+        description="What differs from the parent: `dataset` {from, to} with version and sha256; empty if nothing."
+    )

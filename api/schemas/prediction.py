@@ -10,14 +10,16 @@ MAX_PREDICT_ROWS = 10_000
 
 
 class PredictRequest(StrictModel):
-    rows: list[list[float]] | None = Field(
+    rows: list[list[float | None]] | None = Field(
         None,
-        description="Feature rows in the dataset's column order (images flattened in C, H, W order), raw "
-        "(unstandardized): the job's standardization statistics are applied.",
+        description="Rows of numbers in the dataset's feature-column order (images flattened in C, H, W order), "
+        "raw (unstandardized): the job's standardization statistics are applied. null is a missing value.",
         examples=[[[13.2, 1.78, 2.14, 11.2, 100, 2.65, 2.76, 0.26, 1.28, 4.38, 1.05, 3.4, 1050]]],
     )
-    records: list[dict[str, float]] | None = Field(
-        None, description="Rows as {column: value} objects, for tabular data with named columns."
+    records: list[dict[str, float | bool | str | None]] | None = Field(
+        None,
+        description="Rows as {column: value} objects with the original values (text for categories), for data "
+        "with named columns. A category not seen in training encodes as all zeros; null is a missing value.",
     )
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ from safetensors import safe_open
 from scipy.special import erf, expit, softmax
 
 from core.architecture import conv_plan
+from core.features import FeatureColumn
 
 # torch.nn.BatchNorm's default epsilon.
 BATCH_NORM_EPS = 1e-5
@@ -32,6 +33,10 @@ class LoadedArtifact:
     mean: np.ndarray
     scale: np.ndarray
     image_shape: tuple[int, int, int] | None
+    # Tables: how named columns become features; None for arrays and built-ins.
+    layout: tuple[FeatureColumn, ...] | None
+    # The training split's means that fill missing features (training.missing = "mean"), else None.
+    fill: np.ndarray | None
 
     @property
     def n_features(self) -> int:
@@ -45,6 +50,8 @@ def _load(path: str, modified_ns: int) -> LoadedArtifact:
         tensors = {name: artifact.get_tensor(name).astype(np.float64) for name in artifact.keys()}  # noqa: SIM118
     standardization = json.loads(metadata["standardization"])
     image_shape = json.loads(metadata["image_shape"])
+    layout = json.loads(metadata.get("columns") or "null")
+    fill = json.loads(metadata.get("fill") or "null")
     return LoadedArtifact(
         tensors=tensors,
         spec=json.loads(metadata["spec"]),
@@ -54,6 +61,8 @@ def _load(path: str, modified_ns: int) -> LoadedArtifact:
         mean=np.asarray(standardization["mean"], dtype=np.float64),
         scale=np.asarray(standardization["scale"], dtype=np.float64),
         image_shape=tuple(image_shape) if image_shape else None,
+        layout=tuple(FeatureColumn.from_json(column) for column in layout) if layout else None,
+        fill=np.asarray(fill, dtype=np.float64) if fill is not None else None,
     )
 
 

@@ -2,49 +2,65 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.schemas.job import JobCreate
-from api.services.datasets import ResolvedDataset, resolve_dataset
+from api.services.datasets import resolve_dataset
 from api.services.queueing import enqueue_job
+from api.services.training_data import TrainingView, check_splits, training_view
 from core.architecture import output_units, parameter_shapes, unmatched_exclude_patterns
 from core.errors import Conflict, InvalidInput, NotFound
 from core.queues import queue_for_device
 from core.settings import Settings
 from models import EpochMetric, Job, JobStatus, LayerStat, transition
+from models.base import new_id
 
 
-def create_job(session: Session, settings: Settings, body: JobCreate) -> Job:
+def build_job(
+    session: Session,
+    settings: Settings,
+    body: JobCreate,
+    *,
+    schedule_id: str | None = None,
+    scheduled_for: datetime | None = None,
+    parent_id: str | None = None,
+) -> Job:
+    """Validate a job against its dataset (resolved now) and the server's limits, and build its row,
+    not yet added to the session."""
     dataset = resolve_dataset(session, body.dataset)
-    task = body.task or dataset.task
+    view = training_view(dataset, body.target, body.task)
     if body.training.epochs > settings.max_epochs:
         raise InvalidInput(
             f"training.epochs is {body.training.epochs}, above this server's limit of {settings.max_epochs}."
         )
-    if body.target is not None and body.target != dataset.target:
-        raise InvalidInput(f"Dataset {dataset.id!r} has no column {body.target!r}; its target is {dataset.target!r}.")
-    if task == "classification" and dataset.task == "regression":
+    if body.model.type == "cnn" and view.image_shape is None:
         raise InvalidInput(
-            f"Dataset {dataset.id!r} has a continuous target, so it cannot be used for classification; "
-            "use task 'regression'."
+            f"A cnn needs image-shaped data (N, C, H, W) and {body.dataset!r} is tabular; use 'mlp' or 'linear'."
         )
-    if body.model.type == "cnn" and dataset.image_shape is None:
+    if view.incomplete and body.training.missing == "refuse":
+        listed = ", ".join(f"{name!r} ({count})" for name, count in view.incomplete.items())
         raise InvalidInput(
-            f"A cnn needs image-shaped data (N, C, H, W) and {dataset.id!r} is tabular; use 'mlp' or 'linear'."
+            f"Dataset {body.dataset!r} has missing or non-finite values in {listed}; set training.missing to 'drop' "
+            "(leave those rows out) or 'mean' (fill numbers with the training split's mean)."
         )
+    check_splits(view, dataset.rows, body.training.validation_fraction, body.training.test_fraction)
     spec = body.model_dump(mode="json")
-    check_network(spec, dataset, task)
-    queue = queue_for_device(body.device)
-    job = Job(
+    spec["target"] = view.target
+    check_network(spec, view)
+    return Job(
+        # Assigned here, not at flush, so that records made with the job (a schedule's run) can name it.
+        id=new_id(),
         name=body.name,
         status=JobStatus.QUEUED.value,
         spec=spec,
-        task=task,
+        task=view.task,
+        task_reason=view.task_reason,
         device=body.device,
-        queue=queue,
+        queue=queue_for_device(body.device),
         dataset_ref=body.dataset,
         dataset_id=dataset.id,
         dataset_name=dataset.name,
@@ -53,17 +69,24 @@ def create_job(session: Session, settings: Settings, body: JobCreate) -> Job:
         progress_epoch=0,
         progress_epochs=body.training.epochs,
         attempts=0,
+        schedule_id=schedule_id,
+        scheduled_for=scheduled_for,
+        parent_id=parent_id,
     )
+
+
+def create_job(session: Session, settings: Settings, body: JobCreate, **lineage: Any) -> Job:
+    job = build_job(session, settings, body, **lineage)
     session.add(job)
     # Commit, then enqueue: the row exists before any message names it.
     session.commit()
-    enqueue_job(job.id, queue)
+    enqueue_job(job.id, job.queue)
     return job
 
 
-def check_network(spec: dict[str, Any], dataset: ResolvedDataset, task: str) -> None:
-    n_outputs = output_units(task, dataset.n_classes)
-    names = [name for name, _ in parameter_shapes(spec["model"], dataset.n_features, n_outputs, dataset.image_shape)]
+def check_network(spec: dict[str, Any], view: TrainingView) -> None:
+    n_outputs = output_units(view.task, view.n_classes)
+    names = [name for name, _ in parameter_shapes(spec["model"], view.n_features, n_outputs, view.image_shape)]
     unmatched = unmatched_exclude_patterns(spec["regularization"]["exclude"], names)
     if unmatched:
         raise InvalidInput(
@@ -190,6 +213,7 @@ def job_read(job: Job) -> dict[str, Any]:
         "name": job.name,
         "status": job.status,
         "task": job.task,
+        "task_reason": job.task_reason,
         "spec": job.spec,
         "dataset": {
             "id": job.dataset_id,
@@ -205,4 +229,6 @@ def job_read(job: Job) -> dict[str, Any]:
         "result": job.result,
         "error": {"type": job.error_type, "message": job.error_message or ""} if job.error_type else None,
         "schedule_id": job.schedule_id,
+        "scheduled_for": job.scheduled_for,
+        "parent_id": job.parent_id,
     }

@@ -18,14 +18,19 @@ def _clear_process_caches() -> None:
         cached.cache_clear()
 
 
-@pytest.fixture
-def api_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
-    """The app in this process on a fresh embedded home: real SQLite database and SQLite broker
-    (messages are published for real; no worker consumes them here, so jobs stay queued)."""
-    for name in ("REGTRAIN_DATABASE_URL", "REGTRAIN_BROKER_URL"):
-        monkeypatch.delenv(name, raising=False)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def api_client(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+    """The app in this process on a fresh home, with its database on SQLite and on PostgreSQL, and the
+    embedded SQLite broker (messages are published for real; no worker consumes them here, so jobs
+    stay queued)."""
+    monkeypatch.delenv("REGTRAIN_BROKER_URL", raising=False)
+    monkeypatch.delenv("REGTRAIN_DATABASE_URL", raising=False)
+    if request.param == "postgresql":
+        monkeypatch.setenv("REGTRAIN_DATABASE_URL", str(request.getfixturevalue("postgres_url")))
     monkeypatch.setenv("REGTRAIN_HOME", str(tmp_path))
     monkeypatch.setenv("REGTRAIN_MAX_EPOCHS", "500")
+    monkeypatch.setenv("REGTRAIN_MAX_UPLOAD_BYTES", str(2 * 1024 * 1024))
+    monkeypatch.setenv("REGTRAIN_MAX_COLUMNS", "100")
     _clear_process_caches()
     settings = get_settings()
     settings.ensure_home()

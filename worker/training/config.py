@@ -53,6 +53,7 @@ class TrainingConfig:
     seed: int = 0
     early_stopping: EarlyStoppingConfig | None = None
     precision: Literal["float32", "float64"] = "float32"
+    missing: Literal["refuse", "drop", "mean"] = "refuse"
 
 
 @dataclass(frozen=True)

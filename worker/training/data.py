@@ -45,6 +45,8 @@ class PreparedData:
     # Per-feature statistics of the training split (ddof=0); identity when standardize is off.
     mean: np.ndarray
     scale: np.ndarray
+    # With training.missing = "mean": the training split's column means that filled non-finite values.
+    fill: np.ndarray | None
     feature_names: tuple[str, ...]
     image_shape: tuple[int, int, int] | None
 
@@ -78,23 +80,76 @@ def encode_labels(y: np.ndarray) -> tuple[np.ndarray, tuple[Any, ...]]:
 CHUNK_ROWS = 16_384
 
 
-def column_statistics(flat: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _chunk(flat: np.ndarray, rows: np.ndarray, fill: np.ndarray | None) -> np.ndarray:
+    """Some rows as float64, non-finite values replaced by `fill` (the imputation) when given."""
+    values = flat[rows].astype(np.float64)
+    if fill is not None:
+        bad = ~np.isfinite(values)
+        values[bad] = np.broadcast_to(fill, values.shape)[bad]
+    return values
+
+
+def column_statistics(
+    flat: np.ndarray, rows: np.ndarray, fill: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and population standard deviation (ddof=0, as StandardScaler) of the given rows, in
     float64, two passes over chunks: no float64 copy of the whole dataset is ever made."""
     total = np.zeros(flat.shape[1])
     for start in range(0, len(rows), CHUNK_ROWS):
-        total += flat[rows[start : start + CHUNK_ROWS]].sum(axis=0, dtype=np.float64)
+        total += _chunk(flat, rows[start : start + CHUNK_ROWS], fill).sum(axis=0)
     mean = total / len(rows)
     squares = np.zeros(flat.shape[1])
     for start in range(0, len(rows), CHUNK_ROWS):
-        centred = flat[rows[start : start + CHUNK_ROWS]].astype(np.float64) - mean
+        centred = _chunk(flat, rows[start : start + CHUNK_ROWS], fill) - mean
         squares += np.einsum("ij,ij->j", centred, centred)
     return mean, np.sqrt(squares / len(rows))
+
+
+def finite_means(flat: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per-column mean of the finite values of the given rows (0 for a column with none)."""
+    total, count = np.zeros(flat.shape[1]), np.zeros(flat.shape[1])
+    for start in range(0, len(rows), CHUNK_ROWS):
+        values = flat[rows[start : start + CHUNK_ROWS]].astype(np.float64)
+        finite = np.isfinite(values)
+        total += np.where(finite, values, 0.0).sum(axis=0)
+        count += finite.sum(axis=0)
+    return np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+
+
+def missing_target(y: np.ndarray) -> np.ndarray:
+    if y.dtype == object:
+        return np.array([v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y], dtype=bool)
+    if np.issubdtype(y.dtype, np.floating):
+        return ~np.isfinite(y)
+    return np.zeros(len(y), dtype=bool)
+
+
+def handle_missing(data: ArrayDataset, policy: str) -> ArrayDataset:
+    """Applies `training.missing` to rows with a missing target or non-finite features: refuse (an
+    error naming the count), or drop those rows. With `mean`, rows with a missing target are dropped
+    and features are filled later from the training split."""
+    flat = data.X.reshape(len(data.X), -1)
+    no_target = missing_target(data.y)
+    bad_features = np.zeros(len(flat), dtype=bool)
+    for start in range(0, len(flat), CHUNK_ROWS):
+        bad_features[start : start + CHUNK_ROWS] = ~np.isfinite(flat[start : start + CHUNK_ROWS]).all(axis=1)
+    incomplete = no_target | bad_features
+    if not incomplete.any():
+        return data
+    if policy == "refuse":
+        raise ValueError(
+            f"{int(incomplete.sum())} rows have missing or non-finite values; set training.missing to 'drop' or 'mean'"
+        )
+    keep = ~(no_target if policy == "mean" else incomplete)
+    if keep.all():
+        return data
+    return ArrayDataset(X=data.X[keep], y=data.y[keep], feature_names=data.feature_names, image_shape=data.image_shape)
 
 
 def prepare(
     data: ArrayDataset, task: Task, training: TrainingConfig, device: torch.device, dtype: torch.dtype
 ) -> PreparedData:
+    data = handle_missing(data, training.missing)
     if task == "classification":
         y, class_labels = encode_labels(data.y)
         n_classes = len(class_labels)
@@ -109,8 +164,9 @@ def prepare(
     if len(train_idx) == 0:
         raise ValueError("the training split is empty: lower validation_fraction or test_fraction")
     flat = data.X.reshape(len(data.X), -1)
+    fill = finite_means(flat, train_idx) if training.missing == "mean" else None
     if training.standardize:
-        mean, scale = column_statistics(flat, train_idx)
+        mean, scale = column_statistics(flat, train_idx, fill)
         # A constant feature carries no information; leave it centred rather than divide by zero.
         scale[scale == 0] = 1.0
     else:
@@ -124,7 +180,7 @@ def prepare(
         features = torch.empty((len(idx), flat.shape[1]), dtype=dtype)
         for start in range(0, len(idx), CHUNK_ROWS):
             chunk = idx[start : start + CHUNK_ROWS]
-            features[start : start + len(chunk)] = torch.from_numpy((flat[chunk] - mean) / scale)
+            features[start : start + len(chunk)] = torch.from_numpy((_chunk(flat, chunk, fill) - mean) / scale)
         target_dtype = torch.int64 if task == "classification" else dtype
         return Split(
             X=features.reshape(len(idx), *shape).to(device),
@@ -141,6 +197,7 @@ def prepare(
         class_labels=class_labels,
         mean=mean,
         scale=scale,
+        fill=fill,
         feature_names=data.feature_names,
         image_shape=data.image_shape,
     )

@@ -1,0 +1,41 @@
+"""Uploaded files -> a canonical stored form and a profile, or an InvalidInput sentence saying what is wrong.
+
+A pure library: no database, no HTTP. `ingest` decides the format from the bytes (the client's file name
+is only checked against them, never used as a path), validates, writes out_dir/data.parquet (tables) or
+out_dir/data.npz (arrays), and profiles every column on the way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from api.ingest.csv_format import ingest_csv
+from api.ingest.detect import detect_format
+from api.ingest.hdf5_format import ingest_hdf5
+from api.ingest.npz_format import ingest_npz
+from api.ingest.parquet_format import ingest_parquet
+from api.ingest.types import DISTINCT_CAP, TOP_VALUES, ColumnProfile, Ingested, IngestLimits
+from core.errors import InvalidInput
+
+__all__ = [
+    "DISTINCT_CAP",
+    "TOP_VALUES",
+    "ColumnProfile",
+    "IngestLimits",
+    "Ingested",
+    "InvalidInput",
+    "ingest",
+]
+
+_READERS = {"csv": ingest_csv, "parquet": ingest_parquet, "npz": ingest_npz, "hdf5": ingest_hdf5}
+
+
+def ingest(upload: Path, filename: str | None, out_dir: Path, limits: IngestLimits) -> Ingested:
+    """Reads `upload` (any of CSV, Parquet, NPZ with X/y, HDF5 with X/y) into out_dir and profiles it.
+
+    Raises InvalidInput (422) with a sentence naming the line, column or limit for anything wrong with
+    the content. Nothing named data.* is left in out_dir unless it succeeds.
+    """
+    found = detect_format(upload, filename)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return _READERS[found](upload, out_dir, limits)

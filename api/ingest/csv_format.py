@@ -1,0 +1,361 @@
+"""CSV: the delimiter guessed from a sample, a streaming typed parse into the canonical Parquet, and a
+sentence naming the line for every way a file can be malformed.
+
+The parse never holds the file: Arrow reads it block by block, each block is written to Parquet and
+profiled, and only then is the next one read. Column types come from the first block; when a later block
+disagrees (an int column with a decimal, a numeric one with text), the file is read once more as text to
+find every column's type, and converted again.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TextIO, TypeVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+
+from api.ingest.messages import byte_count, quoted
+from api.ingest.table import ARROW_TYPES, TableSink, check_column_names
+from api.ingest.types import ColumnProfile, Ingested, IngestLimits
+from core.errors import InvalidInput
+
+# Bytes Arrow parses and converts at a time: the unit of type inference (the first block) and of memory
+# use, since Arrow keeps some 40 blocks in flight between reading ahead, parsing and converting (about
+# 40 MiB at 1 MiB). A row must fit in one block.
+BLOCK_SIZE = 1 << 20
+SNIFF_BYTES = 64 << 10
+DELIMITERS = (",", ";", "\t", "|")
+UTF8_BOM = codecs.BOM_UTF8
+
+# Only an empty cell is missing. Arrow's default null markers ("NA", "null", "NaN", "#N/A", ...) would turn
+# real text such as "NA" (North America) into nulls, and would make "NaN" missing when it is a float that
+# belongs in the non-finite count.
+NULL_VALUES = [""]
+# Not "1"/"0" (Arrow's default): those are numbers.
+TRUE_VALUES = ["true", "True", "TRUE"]
+FALSE_VALUES = ["false", "False", "FALSE"]
+
+# Where a column goes when a value does not fit its type; string holds anything.
+WIDER = {"int64": "float64", "float64": "string", "bool": "string"}
+
+_CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): CSV conversion error to")
+_Result = TypeVar("_Result")
+
+
+def ingest_csv(upload: Path, out_dir: Path, limits: IngestLimits) -> Ingested:
+    delimiter, header_fields = detect_delimiter(upload)
+    if header_fields > limits.max_columns:
+        # Known from the sample alone, before Arrow parses a block that wide.
+        raise InvalidInput(f"The file has {header_fields} columns or more; the limit is {limits.max_columns}.")
+    source = CsvSource(upload, delimiter)
+    names, kinds = source.probe()
+    check_column_names(names, limits, "in the header")
+    discovered = False
+    while True:
+        try:
+            rows, profiles, canonical = source.convert(names, kinds, out_dir)
+            break
+        except TypeDrift as drift:
+            if not discovered:
+                kinds = source.discover(names)
+                discovered = True
+            elif kinds[drift.column] in WIDER:
+                # Arrow's converter and the discovery's casts disagreed on a value; widening one step per
+                # disagreement always ends, at string at the latest.
+                kinds[drift.column] = WIDER[kinds[drift.column]]
+            else:
+                raise InvalidInput(f"Column {quoted_column(names, drift.column)} could not be read as text.") from None
+    return Ingested(format="csv", kind="table", rows=rows, columns=profiles, canonical=canonical)
+
+
+def quoted_column(names: list[str], index: int) -> str:
+    return quoted(names[index]) if 0 <= index < len(names) else f"#{index + 1}"
+
+
+class TypeDrift(Exception):
+    """A value in a later block does not fit the type the column was given."""
+
+    def __init__(self, column: int) -> None:
+        super().__init__(column)
+        self.column = column
+
+
+def detect_delimiter(upload: Path) -> tuple[str, int]:
+    """The delimiter and the number of fields its header has in the sample (a lower bound if cut off).
+
+    Each candidate splits the sample with Python's csv module (so quoted delimiters and newlines do not
+    count); the one whose rows all have the header's width wins, then the wider one, then the order of
+    DELIMITERS. Unlike csv.Sniffer this needs the header to split, which makes a text column full of
+    semicolons no reason to pick ";".
+    """
+    with upload.open("rb") as handle:
+        raw = handle.read(SNIFF_BYTES + 1)
+    truncated = len(raw) > SNIFF_BYTES
+    raw = raw[:SNIFF_BYTES].removeprefix(UTF8_BOM)
+    sample = raw.decode("utf-8", errors="replace")
+    best: tuple[float, int] = (-1.0, 0)
+    chosen, chosen_width = DELIMITERS[0], 1
+    for delimiter in DELIMITERS:
+        try:
+            rows = [row for row in csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter) if row]
+        except csv.Error:
+            continue
+        if not rows:
+            continue
+        header_width = len(rows[0])
+        complete = rows[:-1] if truncated and len(rows) > 1 else rows
+        agreement = sum(len(row) == header_width for row in complete) / len(complete)
+        score = (agreement, header_width)
+        if header_width > 1 and score > best:
+            best, chosen, chosen_width = score, delimiter, header_width
+    return chosen, chosen_width
+
+
+class CsvSource:
+    """One uploaded CSV file and the parse options that fit it."""
+
+    def __init__(self, upload: Path, delimiter: str) -> None:
+        self.upload = upload
+        self.delimiter = delimiter
+
+    def probe(self) -> tuple[list[str], list[str]]:
+        """Column names, and each column's type as Arrow infers it from the first block."""
+        reader = self._guarded(lambda: self._open(None))
+        try:
+            schema = self._guarded(lambda: reader.schema)
+            names = self._guarded(lambda: list(schema.names))
+        finally:
+            reader.close()
+        kinds: list[str] = []
+        for field in schema:
+            kind = _kind_of(field.type)
+            if kind is None:
+                # Arrow falls back to binary only for bytes that are not UTF-8.
+                raise self._utf8_error()
+            kinds.append(kind)
+        return names, kinds
+
+    def convert(self, names: list[str], kinds: list[str], out_dir: Path) -> tuple[int, list[ColumnProfile], Path]:
+        types = {name: ARROW_TYPES[kind] for name, kind in zip(names, kinds, strict=True)}
+        with TableSink(out_dir, list(zip(names, kinds, strict=True))) as sink:
+            for batch in self._batches(types):
+                sink.write(batch)
+            if sink.rows == 0:
+                raise InvalidInput("The file has a header but no rows.")
+            profiles = sink.finish()
+        return sink.rows, profiles, sink.path
+
+    def discover(self, names: list[str]) -> list[str]:
+        """Every column's narrowest type over the whole file, from a pass that reads all cells as text."""
+        found = ["null"] * len(names)
+        for batch in self._batches(dict.fromkeys(names, pa.string())):
+            for index, column in enumerate(batch.columns):
+                if found[index] == "string":
+                    continue
+                present = column.drop_null() if column.null_count else column
+                if len(present):
+                    found[index] = _join(found[index], _narrowest(present, found[index]))
+        # A column with no value at all is stored as float64 (all null), as pandas would read it.
+        return ["float64" if kind == "null" else kind for kind in found]
+
+    def _batches(self, types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
+        reader = self._guarded(lambda: self._open(types))
+        try:
+            while True:
+                batch = self._guarded(lambda: _next_or_none(reader))
+                if batch is None:
+                    return
+                yield batch
+        finally:
+            reader.close()
+
+    def _open(self, types: dict[str, pa.DataType] | None) -> pa_csv.CSVStreamingReader:
+        return pa_csv.open_csv(
+            str(self.upload),
+            read_options=pa_csv.ReadOptions(block_size=BLOCK_SIZE, use_threads=True),
+            parse_options=pa_csv.ParseOptions(
+                delimiter=self.delimiter,
+                quote_char='"',
+                double_quote=True,
+                escape_char=False,
+                newlines_in_values=True,
+                ignore_empty_lines=True,
+            ),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=types,
+                null_values=NULL_VALUES,
+                true_values=TRUE_VALUES,
+                false_values=FALSE_VALUES,
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+                check_utf8=True,
+            ),
+        )
+
+    def _guarded(self, step: Callable[[], _Result]) -> _Result:
+        """Runs one Arrow step, turning its errors into InvalidInput (or TypeDrift) with a line number."""
+        try:
+            return step()
+        except UnicodeDecodeError:
+            raise self._utf8_error() from None
+        except pa.ArrowInvalid as error:
+            message = str(error)
+            if "invalid UTF8" in message:
+                raise self._utf8_error() from None
+            drift = _CONVERSION_ERROR.search(message)
+            if drift:
+                raise TypeDrift(int(drift.group(1))) from None
+            if "Empty CSV file" in message:
+                # Arrow says this too of a lone header without a line break.
+                if self._has_text():
+                    raise InvalidInput("The file has a header but no rows.") from None
+                raise InvalidInput("The file is empty: it has no header row.") from None
+            raise self._parse_error(message) from None
+
+    def _has_text(self) -> bool:
+        with self.upload.open("rb") as handle:
+            return bool(handle.read(SNIFF_BYTES).removeprefix(UTF8_BOM).strip())
+
+    def _utf8_error(self) -> InvalidInput:
+        found = find_invalid_utf8(self.upload)
+        if found is None:
+            return InvalidInput("The file is not valid UTF-8 text.")
+        line, offset = found
+        return InvalidInput(
+            f"The file is not valid UTF-8: the first bad byte is on line {line} (byte offset {offset}). "
+            "Save it as UTF-8 and upload it again."
+        )
+
+    def _parse_error(self, arrow_message: str) -> InvalidInput:
+        """Finds the offending line with Python's csv module; it runs only once Arrow has failed."""
+        too_long = f"longer than {byte_count(BLOCK_SIZE)}"
+        last_line = 0
+        header_fields: int | None = None
+        with self._text() as handle:
+            reader = csv.reader(handle, delimiter=self.delimiter, quotechar='"', doublequote=True, strict=False)
+            try:
+                for record in reader:
+                    start, last_line = last_line + 1, reader.line_num
+                    if not record:
+                        continue
+                    if header_fields is None:
+                        header_fields = len(record)
+                    elif len(record) != header_fields:
+                        return InvalidInput(f"Line {start} has {len(record)} fields; the header has {header_fields}.")
+            except csv.Error:
+                # Python's field size limit (128 KiB): one enormous field, or a quote left open.
+                return InvalidInput(
+                    f"The row starting on line {last_line + 1} cannot be read: a quote on it is never closed, "
+                    f"or it is {too_long}."
+                )
+        if "straddl" in arrow_message:
+            line = self._unclosed_quote_line()
+            if line is not None:
+                return InvalidInput(f"The quote opened in the row starting on line {line} is never closed.")
+            return InvalidInput(f"The file has a row {too_long}, which is more than can be read.")
+        return InvalidInput(f"The file is not a readable CSV file: {arrow_message}")
+
+    def _unclosed_quote_line(self) -> int | None:
+        """Where the record that runs into the end of the file inside quotes starts, if one does."""
+        last_line = 0
+        with self._text() as handle:
+            reader = csv.reader(handle, delimiter=self.delimiter, quotechar='"', doublequote=True, strict=True)
+            try:
+                for _ in reader:
+                    last_line = reader.line_num
+            except csv.Error as error:
+                return last_line + 1 if "unexpected end of data" in str(error) else None
+        return None
+
+    def _text(self) -> TextIO:
+        return self.upload.open("r", encoding="utf-8-sig", errors="replace", newline="")
+
+
+def find_invalid_utf8(upload: Path, chunk_bytes: int = 1 << 20) -> tuple[int, int] | None:
+    """(line, byte offset) of the first byte that is not UTF-8, reading the file a chunk at a time."""
+    offset = 0
+    lines = 0
+    carry = b""
+    with upload.open("rb") as handle:
+        while True:
+            chunk = handle.read(chunk_bytes)
+            data = carry + chunk
+            if not data:
+                return None
+            try:
+                data.decode("utf-8")
+                good = len(data)
+            except UnicodeDecodeError as error:
+                cut_short = error.reason == "unexpected end of data" and error.end == len(data)
+                if chunk and cut_short:
+                    # A character split by the chunk boundary: decode it with the next chunk.
+                    good = error.start
+                else:
+                    return lines + data.count(b"\n", 0, error.start) + 1, offset + error.start
+            lines += data.count(b"\n", 0, good)
+            offset += good
+            carry = data[good:]
+            if not chunk:
+                return None
+
+
+def _next_or_none(reader: pa_csv.CSVStreamingReader) -> pa.RecordBatch | None:
+    try:
+        return reader.read_next_batch()
+    except StopIteration:
+        return None
+
+
+def _kind_of(arrow_type: pa.DataType) -> str | None:
+    """The canonical type of an inferred column; None for binary (its bytes are not UTF-8)."""
+    if pa.types.is_int64(arrow_type):
+        return "int64"
+    if pa.types.is_float64(arrow_type) or pa.types.is_null(arrow_type):
+        # A column empty throughout the first block: float64 holds its nulls, and a later value that is not
+        # a number triggers the full-file type discovery.
+        return "float64"
+    if pa.types.is_boolean(arrow_type):
+        return "bool"
+    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
+        return None
+    # Strings, and the dates, times and timestamps Arrow recognises: kept as the text the file holds.
+    return "string"
+
+
+_BOOL_TEXT = pa.array(TRUE_VALUES + FALSE_VALUES)
+
+
+def _narrowest(values: pa.Array, current: str) -> str:
+    """The narrowest type, no narrower than `current` allows, that holds every (non-null) text value."""
+    if current in ("null", "bool") and pc.all(pc.is_in(values, value_set=_BOOL_TEXT)).as_py():
+        return "bool"
+    # Arrow's CSV converter trims spaces and tabs around numbers; its casts do not.
+    trimmed = pc.utf8_trim(values, characters=" \t")
+    if current in ("null", "int64") and _casts(trimmed, pa.int64()):
+        return "int64"
+    if current in ("null", "int64", "float64") and _casts(trimmed, pa.float64()):
+        return "float64"
+    return "string"
+
+
+def _casts(values: pa.Array, target: pa.DataType) -> bool:
+    try:
+        pc.cast(values, target)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _join(a: str, b: str) -> str:
+    if a == "null" or a == b:
+        return b
+    if {a, b} == {"int64", "float64"}:
+        return "float64"
+    return "string"

@@ -1,0 +1,128 @@
+"""Parquet: the schema checked against the four canonical types, then a batch-by-batch rewrite.
+
+Both the size the footer declares and the size the batches actually decode to are held to the limit:
+a dictionary-encoded column can declare a few kilobytes and decode to gigabytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from api.ingest.messages import byte_count, quoted
+from api.ingest.table import ARROW_TYPES, TableSink, check_column_names
+from api.ingest.types import Ingested, IngestLimits
+from core.errors import InvalidInput
+
+BATCH_ROWS = 1 << 16
+
+# pandas writes an unnamed index (any but a plain RangeIndex) as a column with this name; it numbers rows
+# and is no feature, so it is left out. A named index is kept: its name says someone chose it.
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
+
+_CORRUPT = "The Parquet file is corrupt or truncated and cannot be read."
+
+
+def ingest_parquet(upload: Path, out_dir: Path, limits: IngestLimits) -> Ingested:
+    try:
+        parquet = pq.ParquetFile(upload)
+        metadata = parquet.metadata
+        schema = parquet.schema_arrow
+    except (pa.ArrowException, OSError):
+        raise InvalidInput(_CORRUPT) from None
+
+    fields = [field for field in schema if not _PANDAS_INDEX.fullmatch(field.name)]
+    names = [field.name for field in fields]
+    check_column_names(names, limits, "in the Parquet schema")
+    kinds = []
+    for field in fields:
+        kind = canonical_kind(field.type)
+        if kind is None:
+            raise InvalidInput(
+                f"Column {quoted(field.name)} has type {field.type}, which is not supported; "
+                "columns must hold numbers, booleans or text."
+            )
+        kinds.append(kind)
+
+    declared = _uncompressed_bytes(metadata)
+    if declared > limits.max_decompressed_bytes:
+        raise InvalidInput(
+            f"The Parquet file decompresses to {byte_count(declared)}; the limit is "
+            f"{byte_count(limits.max_decompressed_bytes)}."
+        )
+    if metadata.num_rows == 0:
+        raise InvalidInput("The Parquet file has no rows.")
+
+    with TableSink(out_dir, list(zip(names, kinds, strict=True))) as sink:
+        decoded = 0
+        for batch in _batches(parquet, names):
+            decoded += batch.nbytes
+            if decoded > limits.max_decompressed_bytes:
+                raise InvalidInput(
+                    f"The Parquet file decodes to more than {byte_count(limits.max_decompressed_bytes)}, the limit."
+                )
+            columns = [
+                _convert(batch.column(index), name, kind)
+                for index, (name, kind) in enumerate(zip(names, kinds, strict=True))
+            ]
+            sink.write(pa.RecordBatch.from_arrays(columns, schema=sink.schema))
+        if sink.rows == 0:
+            raise InvalidInput("The Parquet file has no rows.")
+        profiles = sink.finish()
+    return Ingested(format="parquet", kind="table", rows=sink.rows, columns=profiles, canonical=sink.path)
+
+
+def canonical_kind(arrow_type: pa.DataType) -> str | None:
+    """Which of the four canonical types a Parquet column becomes, or None when it cannot be used."""
+    if pa.types.is_dictionary(arrow_type):
+        return canonical_kind(arrow_type.value_type)
+    if pa.types.is_integer(arrow_type):
+        return "int64"
+    # Decimals (warehouse NUMERIC columns) become float64, as any learner would read them anyway.
+    if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type) or pa.types.is_null(arrow_type):
+        return "float64"
+    if pa.types.is_boolean(arrow_type):
+        return "bool"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type):
+        return "string"
+    return None
+
+
+def _uncompressed_bytes(metadata: pq.FileMetaData) -> int:
+    total = 0
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        for column in range(row_group.num_columns):
+            total += max(0, row_group.column(column).total_uncompressed_size)
+    return total
+
+
+def _batches(parquet: pq.ParquetFile, names: list[str]) -> Iterator[pa.RecordBatch]:
+    batches = iter(parquet.iter_batches(batch_size=BATCH_ROWS, columns=names, use_threads=True))
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError):
+            raise InvalidInput(_CORRUPT) from None
+        yield batch
+
+
+def _convert(column: pa.Array, name: str, kind: str) -> pa.Array:
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    target = ARROW_TYPES[kind]
+    if column.type == target:
+        return column
+    try:
+        return pc.cast(column, target)
+    except pa.ArrowInvalid:
+        raise InvalidInput(
+            f"Column {quoted(name)} holds a value that does not fit {kind} (type {column.type} in the file)."
+        ) from None

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, status
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import SessionDep, SettingsDep
+from api.schemas.common import ErrorRead
+from api.schemas.dataset import NAME_RULE, BuiltinRead, DatasetPage, DatasetRead, SyntheticCreate
+from api.services import datasets
+from api.services.uploads import receive_upload
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorRead, "description": "No dataset with this id."}}
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "name"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "CSV (header row, UTF-8), Parquet, NPZ (arrays X and y) or HDF5 "
+                            "(datasets X and y).",
+                        },
+                        "name": {
+                            "type": "string",
+                            "description": f"Dataset name: {NAME_RULE}. The same name again makes the next version.",
+                        },
+                        "target": {"type": "string", "description": "Default target column of jobs on it."},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DatasetRead,
+    openapi_extra=UPLOAD_BODY,
+    responses={
+        413: {"model": ErrorRead, "description": "Larger than REGTRAIN_MAX_UPLOAD_BYTES."},
+        422: {"model": ErrorRead, "description": "The file or a field is invalid; nothing stored."},
+    },
+)
+async def upload_dataset(request: Request, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    """Upload a dataset file; it is validated, profiled and stored as the next version of its name."""
+    upload = await receive_upload(request, settings)
+    row = await run_in_threadpool(datasets.create_from_upload, session, settings, upload)
+    return datasets.dataset_read(row)
+
+
+@router.post("/synthetic", status_code=status.HTTP_201_CREATED, response_model=DatasetRead)
+def create_synthetic(body: SyntheticCreate, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    """Generate a stored, versioned dataset of informative, correlated-group and noise features."""
+    return datasets.dataset_read(datasets.create_synthetic(session, settings, body))
+
+
+@router.get("/builtin", response_model=list[BuiltinRead])
+def list_builtins() -> list[dict[str, Any]]:
+    """The built-in datasets (scikit-learn's bundled files), usable as `builtin:NAME` with no upload."""
+    return datasets.builtin_reads()
+
+
+@router.get("", response_model=DatasetPage)
+def list_datasets(
+    session: SessionDep,
+    name: Annotated[str | None, Query(description="Only the versions of this name.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """List datasets, newest first."""
+    rows, total = datasets.list_datasets(session, name, limit, offset)
+    return {"items": [datasets.dataset_read(row) for row in rows], "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/{dataset_id}", response_model=DatasetRead, responses=NOT_FOUND)
+def get_dataset(dataset_id: str, session: SessionDep) -> dict[str, Any]:
+    """A dataset version with its profile: columns, missing values, ranges, the target's class balance."""
+    return datasets.dataset_read(datasets.get_dataset(session, dataset_id))
+
+
+@router.delete(
+    "/{dataset_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**NOT_FOUND, 409: {"model": ErrorRead, "description": "A queued or running job uses it."}},
+)
+def delete_dataset(dataset_id: str, session: SessionDep, settings: SettingsDep) -> None:
+    """Delete a dataset version (its jobs keep their records); refused while a queued or running job uses it."""
+    datasets.delete_dataset(session, settings, dataset_id)

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, status
+
+from api.deps import SessionDep, SettingsDep
+from api.schemas.common import ErrorRead
+from api.schemas.job import JobRead
+from api.schemas.schedule import RunPage, ScheduleCreate, SchedulePage, ScheduleRead, ScheduleUpdate
+from api.services import schedules
+from api.services.jobs import job_read
+
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorRead, "description": "No schedule with this id."}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ScheduleRead)
+def create_schedule(body: ScheduleCreate, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    """Create a cron schedule that submits its job template at each slot (exactly once per slot)."""
+    return schedules.schedule_read(schedules.create_schedule(session, settings, body, schedules.now()))
+
+
+@router.get("", response_model=SchedulePage)
+def list_schedules(
+    session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0
+) -> dict[str, Any]:
+    """List schedules, newest first, with their next slot."""
+    rows, total = schedules.list_schedules(session, limit, offset)
+    return {"items": [schedules.schedule_read(s) for s in rows], "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/{schedule_id}", response_model=ScheduleRead, responses=NOT_FOUND)
+def get_schedule(schedule_id: str, session: SessionDep) -> dict[str, Any]:
+    """A schedule and its next slot."""
+    return schedules.schedule_read(schedules.get_schedule(session, schedule_id))
+
+
+@router.patch("/{schedule_id}", response_model=ScheduleRead, responses=NOT_FOUND)
+def update_schedule(
+    schedule_id: str, body: ScheduleUpdate, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
+    """Change a schedule (enable, disable, cron, template...); it takes effect from the next slot."""
+    return schedules.schedule_read(schedules.update_schedule(session, settings, schedule_id, body, schedules.now()))
+
+
+@router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+def delete_schedule(schedule_id: str, session: SessionDep) -> None:
+    """Delete a schedule; the jobs it made are kept."""
+    schedules.delete_schedule(session, schedule_id)
+
+
+@router.post("/{schedule_id}/trigger", status_code=status.HTTP_201_CREATED, response_model=JobRead, responses=NOT_FOUND)
+def trigger(schedule_id: str, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+    """Run the schedule's job now, outside its calendar."""
+    return job_read(schedules.trigger(session, settings, schedule_id, schedules.now()))
+
+
+@router.get("/{schedule_id}/runs", response_model=RunPage, responses=NOT_FOUND)
+def list_runs(
+    schedule_id: str,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """Its slots, newest first: the job each started (status, dataset version, validation metric and
+    its change from the previous successful run), or why the slot was skipped."""
+    items, total = schedules.list_runs(session, schedule_id, limit, offset)
+    return {"items": items, "total": total, "limit": limit, "offset": offset}

@@ -1,0 +1,102 @@
+"""Schedule request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from api.schemas.common import StrictModel
+from api.schemas.job import EXAMPLE_JOB, DatasetRef, JobCreate, JobStatusName
+
+CRON_HELP = (
+    "Cron expression: minute hour day-of-month month day-of-week (e.g. `0 3 * * *` is 03:00 every day), "
+    "or six fields with a leading seconds field. Evaluated in `timezone`: a slot in the hour skipped when "
+    "clocks go forward fires when the gap ends; a slot in the hour repeated when they go back fires once."
+)
+
+
+class ScheduleCreate(StrictModel):
+    model_config = StrictModel.model_config | {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "name": "nightly-wine",
+                    "cron": "0 3 * * *",
+                    "timezone": "Europe/Berlin",
+                    "job": {**EXAMPLE_JOB, "dataset": "builtin:wine"},
+                    "overlap": "skip",
+                    "catch_up": "run_once",
+                }
+            ]
+        }
+    }
+
+    name: str = Field(min_length=1, max_length=200)
+    cron: str = Field(min_length=1, max_length=200, description=CRON_HELP)
+    timezone: str = Field("UTC", max_length=64, description="IANA time zone name, e.g. `Europe/Berlin`.")
+    job: JobCreate = Field(description="The job to submit at each slot; `NAME@latest` resolves when the slot fires.")
+    enabled: bool = True
+    overlap: Literal["skip", "queue"] = Field(
+        "skip", description="When the previous run is still queued or running: `skip` the slot or `queue` another run."
+    )
+    catch_up: Literal["skip", "run_once"] = Field(
+        "skip", description="Slots missed while no scheduler ran: `skip` them, or `run_once` for all of them together."
+    )
+
+
+class ScheduleUpdate(StrictModel):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    cron: str | None = Field(None, min_length=1, max_length=200, description=CRON_HELP)
+    timezone: str | None = Field(None, max_length=64)
+    job: JobCreate | None = None
+    enabled: bool | None = None
+    overlap: Literal["skip", "queue"] | None = None
+    catch_up: Literal["skip", "run_once"] | None = None
+
+
+class ScheduleRead(BaseModel):
+    id: str
+    name: str
+    cron: str
+    timezone: str
+    job: dict[str, Any] = Field(description="The job template, as given.")
+    enabled: bool
+    overlap: Literal["skip", "queue"]
+    catch_up: Literal["skip", "run_once"]
+    next_run_at: datetime | None = Field(description="The next slot, in UTC; null while disabled.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class SchedulePage(BaseModel):
+    items: list[ScheduleRead]
+    total: int
+    limit: int
+    offset: int
+
+
+class RunJob(BaseModel):
+    id: str
+    status: JobStatusName
+    dataset: DatasetRef
+    metric: str | None = Field(description="The headline validation metric: accuracy or r2.")
+    value: float | None = Field(description="Its value, once the job has succeeded.")
+    change: float | None = Field(description="Its change from the previous successful run of this schedule.")
+    validation_data_loss: float | None
+
+
+class RunRead(BaseModel):
+    scheduled_for: datetime
+    outcome: Literal["started", "skipped_overlap", "skipped_missed", "failed"]
+    detail: str | None = Field(description="Why a slot was skipped or failed to start.")
+    job: RunJob | None
+    created_at: datetime
+
+
+class RunPage(BaseModel):
+    items: list[RunRead] = Field(description="Newest slot first.")
+    total: int
+    limit: int
+    offset: int
