@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install up test lint format bench clean
+.PHONY: install up test lint format bench bench-datasets clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ test: lint
 
 bench: install
 	$(BIN)/python -m bench.engine
+
+bench-datasets: install
+	$(BIN)/python -m bench.datasets
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

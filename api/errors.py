@@ -37,7 +37,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail, "error": exc.code}, status_code=exc.status_code)
+        retry = getattr(exc, "retry_after_seconds", None)
+        headers = {"Retry-After": str(retry)} if retry else None
+        return JSONResponse({"detail": exc.detail, "error": exc.code}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(OperationalError)
     def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:

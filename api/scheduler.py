@@ -1,6 +1,9 @@
-"""`regtrain scheduler`: fires due schedule slots. Any number may run against one database; each slot
-still fires once (see api.services.schedules). A plain loop rather than Celery beat: beat keeps its
-own schedule state and must run as a single instance, while this keeps all state in the database."""
+"""`regtrain scheduler`: fires due schedule slots, and keeps jobs moving when workers or the broker fail
+(api.services.maintenance). Any number may run against one database: each slot still fires once, and
+each job moves once (see api.services.schedules and models.job_state).
+
+A plain loop rather than Celery beat: beat keeps its own schedule state and must run as a single
+instance, while this keeps all state in the database."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ TICK_SECONDS = 0.5
 def run(
     settings: Settings | None = None, clock: Callable[[], datetime] = utcnow, stop: threading.Event | None = None
 ) -> None:
+    from api.services.maintenance import run_upkeep
     from api.services.schedules import fire_due
 
     settings = settings or get_settings()
@@ -34,6 +38,7 @@ def run(
     while not stop.is_set():
         try:
             with get_session_factory()() as session:
+                run_upkeep(session, settings, clock())
                 for fired in fire_due(session, settings, clock()):
                     log.info(
                         "schedule %s slot %s: %s %s",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import socket
 import sys
 import time
@@ -67,7 +68,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             f"--loglevel={settings.log_level.upper()}",
             f"--queues={queues}",
             f"--concurrency={concurrency}",
-            f"--hostname=regtrain-{socket.gethostname()}-%i@%h",
+            # Threads, not forked processes: SIGTERM then reaches the code that hands running jobs back.
+            "--pool=threads",
+            f"--hostname=regtrain-{socket.gethostname()}-{os.getpid()}@%h",
             "--without-gossip",
             "--without-mingle",
         ]

@@ -3,16 +3,20 @@ and the worker (which registers the tasks on top of it)."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from amqp.exceptions import ChannelError
 from celery import Celery
 from kombu import Queue
 
-from core.queues import ALL_QUEUES, QUEUE_TRAIN
+from core.queues import ALL_QUEUES, QUEUE_TRAIN, TASK_TRAIN_JOB
 from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
 
 # A redelivered message is only a hint (the job row is the truth), but it must not come back while
 # the first attempt may still be training: keep it invisible for longer than any job may run.
@@ -69,3 +73,31 @@ def make_celery(settings: Settings) -> Celery:
 @lru_cache
 def get_celery() -> Celery:
     return make_celery(get_settings())
+
+
+def enqueue_job(job_id: str, queue: str) -> bool:
+    """Publish a training message (only the job id travels). A failure leaves the committed job
+    queued, not lost: the sweeper re-sends it. So it is logged, not raised."""
+    try:
+        get_celery().send_task(
+            TASK_TRAIN_JOB,
+            args=[job_id],
+            queue=queue,
+            retry=True,
+            retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+        )
+    except Exception:
+        log.exception("could not publish job %s to queue %s; it stays queued for the sweeper", job_id, queue)
+        return False
+    return True
+
+
+def queue_depth(queue: str) -> int:
+    """Messages waiting in a broker queue (not those a worker has taken). A queue the broker no longer
+    knows (flushed, or restarted without persistence) holds none."""
+    with get_celery().connection_for_read() as connection:
+        try:
+            _, count, _ = connection.default_channel.queue_declare(queue=queue, passive=True)
+        except ChannelError:
+            return 0
+        return int(count)

@@ -31,5 +31,11 @@ class InvalidInput(DomainError):
     status_code = 422
 
 
+class TooManyRequests(DomainError):
+    status_code = 429
+    retry_after_seconds = 30
+
+
 class Unavailable(DomainError):
     status_code = 503
+    retry_after_seconds = 5

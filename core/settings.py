@@ -33,6 +33,19 @@ class Settings(BaseSettings):
         6 * 3600, ge=1, description="Longest a job may train; the broker's visibility timeout sits above it."
     )
     worker_concurrency: int = Field(1, ge=1)
+    max_attempts: int = Field(3, ge=1, description="Attempts lost to dead workers before a job fails (worker_lost).")
+    lease_seconds: float = Field(
+        15.0, gt=0, description="A running attempt whose heartbeat is older than this is presumed dead and requeued."
+    )
+    sweep_after_seconds: float = Field(
+        60.0, gt=0, description="A queued job whose message left no trace in the broker this long ago is re-sent."
+    )
+    max_parameters: int = Field(
+        50_000_000, ge=1, description="Largest network (trainable parameters) a job may ask for."
+    )
+    max_cells: int = Field(2_000_000_000, ge=1, description="Largest rows x features a job may train on.")
+    max_queued_jobs: int = Field(1000, ge=1, description="Queued jobs beyond which new submissions get 429.")
+    idempotency_ttl_seconds: int = Field(24 * 3600, ge=1, description="How long an Idempotency-Key is remembered.")
     log_level: str = "info"
 
     @computed_field  # type: ignore[prop-decorator]

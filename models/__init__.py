@@ -2,6 +2,7 @@
 
 from models.base import Base
 from models.dataset import Dataset
+from models.idempotency import IdempotencyKey
 from models.job import Job
 from models.job_state import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, JobStatus, transition, update_running
 from models.metrics import EpochMetric, LayerStat
@@ -13,6 +14,7 @@ __all__ = [
     "Base",
     "Dataset",
     "EpochMetric",
+    "IdempotencyKey",
     "Job",
     "JobStatus",
     "LayerStat",

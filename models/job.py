@@ -48,6 +48,10 @@ class Job(Base):
     progress_epochs: Mapped[int] = mapped_column(Integer)
     # Number of times a worker has claimed the job; the current attempt fences late writes of older ones.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Attempts handed back on purpose (a worker shutting down): they do not count towards max_attempts.
+    requeues: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When its message was last published: the sweeper re-sends one that the broker lost.
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     error_type: Mapped[str | None] = mapped_column(String(64))

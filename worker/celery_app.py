@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_shutting_down
 
 from core.celery_app import make_celery
 from core.db import dispose_engine
@@ -12,6 +12,15 @@ from core.settings import get_settings
 
 app = make_celery(get_settings())
 app.conf.include = ["worker.tasks"]
+
+
+@worker_shutting_down.connect
+def _hand_back_running_jobs(**_: Any) -> None:
+    # Warm shutdown (SIGTERM) waits for running tasks; this makes them stop at their next step and
+    # requeue their jobs, instead of training on to the end or being killed mid-write.
+    from worker.runner import SHUTTING_DOWN
+
+    SHUTTING_DOWN.set()
 
 
 @worker_process_init.connect

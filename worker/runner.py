@@ -1,20 +1,28 @@
 """Runs one job: claim it, train it, record each epoch, finish it. Every write is fenced by the
-attempt number, so a job that was canceled or taken over in the meantime is never written to."""
+attempt number, so a job that was canceled or taken over in the meantime is never written to.
+
+An attempt stops at its next step when its lease is lost (canceled, or presumed dead and taken over),
+when its worker is shutting down (the job goes back to the queue at once and resumes elsewhere from
+its last checkpoint), or when it runs past REGTRAIN_JOB_TIME_LIMIT_SECONDS (it fails with `timeout`,
+keeping its checkpoint)."""
 
 from __future__ import annotations
 
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from core.celery_app import enqueue_job
 from core.db import session_scope
 from core.settings import get_settings
-from models import EpochMetric, JobStatus, LayerStat, transition, update_running
+from models import EpochMetric, Job, JobStatus, LayerStat, transition, update_running
 from models.base import utcnow
 from worker.artifacts import write_artifact
 from worker.datasets import DatasetUnavailable, LoadedData, load_dataset
@@ -24,16 +32,37 @@ log = logging.getLogger(__name__)
 
 # How often a running attempt renews its lease and learns of a cancel: the stop latency's bound.
 HEARTBEAT_SECONDS = 1.0
+# A database outage shorter than this does not end an attempt: its writes wait and retry.
+DATABASE_RETRY_SECONDS = 60.0
+
+# Set when this worker process begins a warm shutdown (SIGTERM): running attempts hand their jobs back.
+SHUTTING_DOWN = threading.Event()
+
+T = TypeVar("T")
+
+
+def retrying(write: Callable[[], T]) -> T:
+    deadline = time.monotonic() + DATABASE_RETRY_SECONDS
+    delay = 0.2
+    while True:
+        try:
+            return write()
+        except OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("database unavailable; retrying a write in %.1f s", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 class Lease:
-    """Heartbeats a running attempt from a background thread and raises a flag when the attempt no
-    longer owns its job (canceled, finished elsewhere, or taken over), so the training loop can check
-    at every step by reading a flag instead of querying."""
+    """Heartbeats a running attempt from a background thread, and says (cheaply, from flags) whether
+    the attempt must stop and why."""
 
-    def __init__(self, job_id: str, attempt: int) -> None:
+    def __init__(self, job_id: str, attempt: int, time_limit_seconds: float) -> None:
         self.job_id, self.attempt = job_id, attempt
         self.lost = threading.Event()
+        self.deadline = time.monotonic() + time_limit_seconds
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{job_id}", daemon=True)
 
@@ -44,6 +73,15 @@ class Lease:
     def __exit__(self, *_: object) -> None:
         self._done.set()
         self._thread.join()
+
+    def stop_reason(self) -> str | None:
+        if self.lost.is_set():
+            return "lost"
+        if SHUTTING_DOWN.is_set():
+            return "shutdown"
+        if time.monotonic() > self.deadline:
+            return "timeout"
+        return None
 
     def _beat(self) -> None:
         while not self._done.wait(HEARTBEAT_SECONDS):
@@ -63,47 +101,61 @@ class DatabaseReporter:
         self.job_id, self.lease = job_id, lease
 
     def should_stop(self) -> bool:
-        return self.lease.lost.is_set()
+        return self.lease.stop_reason() is not None
+
+    def _owned(self, session: Session, epoch: int, **values: Any) -> None:
+        if not update_running(session, self.job_id, self.lease.attempt, heartbeat_at=utcnow(), **values):
+            self.lease.lost.set()
+            raise Canceled(epoch)
 
     def on_epoch(self, report: EpochReport) -> None:
-        validation = report.validation or {}
-        totals = report.totals
-        with session_scope() as session:
-            if not update_running(session, self.job_id, self.lease.attempt, progress_epoch=report.epoch):
-                self.lease.lost.set()
-                raise Canceled(report.epoch)
-            session.execute(
-                insert(EpochMetric).values(
-                    job_id=self.job_id,
-                    epoch=report.epoch,
-                    train_data_loss=report.train_data_loss,
-                    l1_penalty=report.l1_penalty,
-                    l2_penalty=report.l2_penalty,
-                    val_data_loss=validation.get("data_loss"),
-                    val_accuracy=validation.get("accuracy"),
-                    val_r2=validation.get("r2"),
-                    val_rmse=validation.get("rmse"),
-                    weight_count=totals["count"],
-                    l1_norm=totals["l1_norm"],
-                    l2_norm=totals["l2_norm"],
-                    max_abs=totals["max_abs"],
-                    zero_fraction=totals["zero_fraction"],
-                    near_zero_fraction=totals["near_zero_fraction"],
-                    lr=report.lr,
-                    seconds=report.seconds,
+        validation, totals = report.validation or {}, report.totals
+
+        def write() -> None:
+            with session_scope() as session:
+                self._owned(session, report.epoch, progress_epoch=report.epoch)
+                # A resumed attempt redoes the epochs after its checkpoint; their numbers are the same, and
+                # replacing them keeps each epoch recorded once.
+                self._clear(session, report.epoch, layers_too=True)
+                session.execute(
+                    insert(EpochMetric).values(
+                        job_id=self.job_id,
+                        epoch=report.epoch,
+                        train_data_loss=report.train_data_loss,
+                        l1_penalty=report.l1_penalty,
+                        l2_penalty=report.l2_penalty,
+                        val_data_loss=validation.get("data_loss"),
+                        val_accuracy=validation.get("accuracy"),
+                        val_r2=validation.get("r2"),
+                        val_rmse=validation.get("rmse"),
+                        weight_count=totals["count"],
+                        l1_norm=totals["l1_norm"],
+                        l2_norm=totals["l2_norm"],
+                        max_abs=totals["max_abs"],
+                        zero_fraction=totals["zero_fraction"],
+                        near_zero_fraction=totals["near_zero_fraction"],
+                        lr=report.lr,
+                        seconds=report.seconds,
+                    )
                 )
-            )
-            if report.layers is not None:
-                self._insert_layers(session, report.epoch, report.layers)
+                if report.layers is not None:
+                    self._insert_layers(session, report.epoch, report.layers)
+
+        retrying(write)
 
     def on_layers(self, epoch: int, layers: list[dict[str, Any]]) -> None:
-        with session_scope() as session:
-            if not update_running(session, self.job_id, self.lease.attempt, heartbeat_at=utcnow()):
-                self.lease.lost.set()
-                raise Canceled(epoch)
-            # Replaces the scheduled record of that epoch, if any: the same weights, so the same numbers.
-            session.execute(delete(LayerStat).where(LayerStat.job_id == self.job_id, LayerStat.epoch == epoch))
-            self._insert_layers(session, epoch, layers)
+        def write() -> None:
+            with session_scope() as session:
+                self._owned(session, epoch)
+                self._clear(session, epoch, layers_too=False)
+                self._insert_layers(session, epoch, layers)
+
+        retrying(write)
+
+    def _clear(self, session: Session, epoch: int, layers_too: bool) -> None:
+        if layers_too:
+            session.execute(delete(EpochMetric).where(EpochMetric.job_id == self.job_id, EpochMetric.epoch == epoch))
+        session.execute(delete(LayerStat).where(LayerStat.job_id == self.job_id, LayerStat.epoch == epoch))
 
     def _insert_layers(self, session: Session, epoch: int, layers: list[dict[str, Any]]) -> None:
         rows = [{**layer, "job_id": self.job_id, "epoch": epoch, "position": i} for i, layer in enumerate(layers)]
@@ -121,21 +173,26 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _fail(job_id: str, attempt: int, error_type: str, message: str) -> None:
-    with session_scope() as session:
-        transition(
-            session,
-            job_id,
-            JobStatus.FAILED,
-            source=JobStatus.RUNNING,
-            attempt=attempt,
-            error_type=error_type,
-            error_message=message,
-        )
+def _finish(job_id: str, attempt: int, to: JobStatus, **values: Any) -> Job | None:
+    def write() -> Job | None:
+        with session_scope() as session:
+            return transition(session, job_id, to, source=JobStatus.RUNNING, attempt=attempt, **values)
+
+    return retrying(write)
+
+
+def _hand_back(job_id: str, attempt: int) -> None:
+    """The worker is shutting down: the job goes back to the queue now, not after a lease expires."""
+    job = _finish(job_id, attempt, JobStatus.QUEUED, requeues=Job.requeues + 1, enqueued_at=utcnow(), heartbeat_at=None)
+    if job is not None:
+        enqueue_job(job_id, job.queue)
+        log.info("job %s handed back to queue %s at shutdown", job_id, job.queue)
 
 
 def run_job(job_id: str, load: Callable[[str, str, str], LoadedData] = load_dataset) -> None:
     """`load` maps (dataset id, sha256, target) to arrays; benchmarks pass their own data through it."""
+    if SHUTTING_DOWN.is_set():
+        return  # a message taken during shutdown; the job stays queued for another worker
     with session_scope() as session:
         job = transition(session, job_id, JobStatus.RUNNING, source=JobStatus.QUEUED)
         if job is None:
@@ -145,39 +202,51 @@ def run_job(job_id: str, load: Callable[[str, str, str], LoadedData] = load_data
         dataset_id, sha256 = job.dataset_id, job.dataset_sha256
 
     settings = get_settings()
-    with Lease(job_id, attempt) as lease:
+    checkpoint = settings.artifacts_dir / "checkpoints" / f"{job_id}.safetensors"
+    with Lease(job_id, attempt, settings.job_time_limit_seconds) as lease:
         try:
             data = load(dataset_id, sha256, spec["target"] or "target")
             config = TrainConfig.from_spec(spec, task)  # type: ignore[arg-type]
-            checkpoint = settings.artifacts_dir / "checkpoints" / f"{job_id}.safetensors"
             outcome = train(config, data.arrays, DatabaseReporter(job_id, lease), checkpoint_path=checkpoint)
             artifact_key = f"{job_id}.safetensors"
             write_artifact(settings.artifacts_dir / artifact_key, outcome, spec, task, data.layout)
         except Canceled as stop:
-            log.info("job %s stopped at epoch %d: it no longer belongs to this attempt", job_id, stop.epoch)
+            reason = lease.stop_reason()
+            if reason == "shutdown":
+                _hand_back(job_id, attempt)
+            elif reason == "timeout":
+                _finish(
+                    job_id,
+                    attempt,
+                    JobStatus.FAILED,
+                    error_type="timeout",
+                    error_message=f"Stopped at epoch {stop.epoch}: the job ran longer than this server's limit of "
+                    f"{settings.job_time_limit_seconds} s. Its metrics and last checkpoint are kept.",
+                )
+            else:
+                log.info("job %s stopped at epoch %d: it no longer belongs to this attempt", job_id, stop.epoch)
             return
         except Diverged as exc:
-            _fail(job_id, attempt, "diverged", str(exc))
+            _finish(job_id, attempt, JobStatus.FAILED, error_type="diverged", error_message=str(exc))
             return
         except (DatasetUnavailable, ValueError) as exc:
-            _fail(job_id, attempt, "invalid_data", str(exc))
+            _finish(job_id, attempt, JobStatus.FAILED, error_type="invalid_data", error_message=str(exc))
             return
         except Exception as exc:
             log.exception("job %s failed", job_id)
-            _fail(job_id, attempt, "internal", f"{type(exc).__name__}: {exc}")
+            _finish(
+                job_id, attempt, JobStatus.FAILED, error_type="internal", error_message=f"{type(exc).__name__}: {exc}"
+            )
             return
 
     result = _finite(outcome.result)
-    with session_scope() as session:
-        done = transition(
-            session,
-            job_id,
-            JobStatus.SUCCEEDED,
-            source=JobStatus.RUNNING,
-            attempt=attempt,
-            result=result,
-            artifact_key=artifact_key,
-            progress_epoch=result["epochs_run"],
-        )
+    done = _finish(
+        job_id,
+        attempt,
+        JobStatus.SUCCEEDED,
+        result=result,
+        artifact_key=artifact_key,
+        progress_epoch=result["epochs_run"],
+    )
     if done is None:
         log.info("job %s finished training but was canceled or taken over first; result not recorded", job_id)

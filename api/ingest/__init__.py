@@ -33,6 +33,9 @@ _READERS = {"csv": ingest_csv, "parquet": ingest_parquet, "npz": ingest_npz, "hd
 def ingest(upload: Path, filename: str | None, out_dir: Path, limits: IngestLimits) -> Ingested:
     """Reads `upload` (any of CSV, Parquet, NPZ with X/y, HDF5 with X/y) into out_dir and profiles it.
 
+    `filename` is the client's name for the file: only its extension is compared with the content, and it
+    is quoted in messages. `out_dir` (created if missing) should belong to this upload alone.
+
     Raises InvalidInput (422) with a sentence naming the line, column or limit for anything wrong with
     the content. Nothing named data.* is left in out_dir unless it succeeds.
     """

@@ -75,6 +75,9 @@ def finish_arrays(fmt: str, where: str, x: np.ndarray, y: np.ndarray, out_dir: P
     y = y.reshape(-1)
     if y.dtype.kind == "S":
         y = _decode(where, y)
+    elif y.dtype.kind == "U":
+        _check_code_points(where, y)
+    columns = [profile_features("X", x, PROFILE_CHUNK_BYTES), profile_targets(y)]
     canonical = out_dir / CANONICAL_ARRAYS
     partial = out_dir / f".{CANONICAL_ARRAYS}.partial"
     try:
@@ -84,12 +87,14 @@ def finish_arrays(fmt: str, where: str, x: np.ndarray, y: np.ndarray, out_dir: P
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    columns = [profile_features("X", x, PROFILE_CHUNK_BYTES), profile_targets(y)]
     return Ingested(format=fmt, kind="arrays", rows=int(x.shape[0]), columns=columns, canonical=canonical)
 
 
 def profile_targets(y: np.ndarray) -> ColumnProfile:
     """y profiled like a table column; its dtype is NumPy's name, or "string" for text."""
+    if not y.dtype.isnative:
+        # Arrow takes native byte order only; big-endian arrays are legal in NPZ and HDF5.
+        y = y.astype(y.dtype.newbyteorder("="))
     if y.dtype.kind == "U":
         kind, values, dtype = "string", pa.array(y), "string"
     elif y.dtype.kind == "b":
@@ -114,4 +119,15 @@ def _decode(where: str, y: np.ndarray) -> np.ndarray:
                 bytes(item).decode("utf-8")
             except UnicodeDecodeError:
                 raise InvalidInput(f"y in {where} holds bytes that are not valid UTF-8 text at index {row}.") from None
-        raise
+        raise  # NumPy refused the whole but no element alone: not the client's doing
+
+
+def _check_code_points(where: str, y: np.ndarray) -> None:
+    """NumPy text is UTF-32 and takes any 32-bit value; surrogates and values past U+10FFFF are not text."""
+    if y.dtype.itemsize == 0 or len(y) == 0:
+        return
+    codes = np.ascontiguousarray(y.astype(y.dtype.newbyteorder("="), copy=False)).view(np.uint32)
+    invalid = ((codes >= 0xD800) & (codes < 0xE000)) | (codes > 0x10FFFF)
+    rows = invalid.reshape(len(y), -1).any(axis=1)
+    if rows.any():
+        raise InvalidInput(f"y in {where} holds characters that are not valid Unicode at index {int(rows.argmax())}.")

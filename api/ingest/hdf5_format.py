@@ -1,7 +1,8 @@
 """HDF5: datasets X and y at the root, described (shape, dtype, storage) before they are read.
 
-Data must live in the file itself: an external link, external raw storage or a virtual dataset would make
-the server read other files on its own disk on the client's say-so.
+Data must live in the file itself: an external link (or a soft link that may lead through one), external
+raw storage or a virtual dataset would make the server read other files on its own disk on the client's
+say-so.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from api.ingest.types import Ingested, IngestLimits
 from core.errors import InvalidInput
 
 WHERE = "the HDF5 file"
+_H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
 
 
 def ingest_hdf5(upload: Path, out_dir: Path, limits: IngestLimits) -> Ingested:
@@ -27,8 +29,12 @@ def ingest_hdf5(upload: Path, out_dir: Path, limits: IngestLimits) -> Ingested:
             "The file starts like HDF5 but cannot be opened as HDF5: it is truncated or corrupt."
         ) from None
     with handle:
-        x_set, y_set = _dataset(handle, "X"), _dataset(handle, "y")
-        x_info, y_info = _describe(x_set, "X"), _describe(y_set, "y")
+        try:
+            x_set, y_set = _dataset(handle, "X"), _dataset(handle, "y")
+            x_info, y_info = _describe(x_set, "X"), _describe(y_set, "y")
+        except _H5_ERRORS:
+            # Damaged object headers, heaps or B-trees surface from h5py as any of these.
+            raise InvalidInput("The HDF5 file is corrupt: its datasets cannot be listed or described.") from None
         total = x_info.nbytes + y_info.nbytes
         if total > limits.max_decompressed_bytes:
             raise InvalidInput(
@@ -49,9 +55,12 @@ def _dataset(handle: h5py.File, key: str) -> h5py.Dataset:
         )
     if isinstance(link, h5py.ExternalLink):
         raise InvalidInput(f"'{key}' in the HDF5 file is a link to another file; X and y must be stored in the file.")
+    if not isinstance(link, h5py.HardLink):
+        # A soft link's path may lead through an external link, which h5py would follow on its own.
+        raise InvalidInput(f"'{key}' in the HDF5 file is a soft link; store X and y as datasets at the root.")
     found = handle.get(key)
     if not isinstance(found, h5py.Dataset):
-        what = "a group" if isinstance(found, h5py.Group) else "a broken link"
+        what = "a group" if isinstance(found, h5py.Group) else "a named datatype"
         raise InvalidInput(f"'{key}' in the HDF5 file is {what}, not a dataset; {REQUIREMENT} as datasets.")
     if found.is_virtual or found.external:
         raise InvalidInput(
@@ -85,7 +94,7 @@ def _describe(dataset: h5py.Dataset, key: str) -> ArrayInfo:
 def _read(dataset: h5py.Dataset, key: str) -> np.ndarray:
     try:
         return np.asarray(dataset[()])
-    except (OSError, ValueError, RuntimeError):
+    except _H5_ERRORS:
         raise InvalidInput(
             f"Dataset '{key}' in the HDF5 file cannot be read: it is corrupt, or compressed with a filter "
             "this service does not have."

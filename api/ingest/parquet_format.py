@@ -24,57 +24,68 @@ BATCH_ROWS = 1 << 16
 # pandas writes an unnamed index (any but a plain RangeIndex) as a column with this name; it numbers rows
 # and is no feature, so it is left out. A named index is kept: its name says someone chose it.
 _PANDAS_INDEX = re.compile(r"__index_level_\d+__")
+_BAD_UTF8_AT = re.compile(r"Invalid UTF8 sequence at string index (\d+)")
 
 _CORRUPT = "The Parquet file is corrupt or truncated and cannot be read."
+# A damaged footer can also hold names that are not UTF-8 (UnicodeDecodeError, a ValueError).
+_READ_ERRORS = (pa.ArrowException, OSError, ValueError)
 
 
 def ingest_parquet(upload: Path, out_dir: Path, limits: IngestLimits) -> Ingested:
     try:
         parquet = pq.ParquetFile(upload)
-        metadata = parquet.metadata
-        schema = parquet.schema_arrow
-    except (pa.ArrowException, OSError):
+    except _READ_ERRORS:
         raise InvalidInput(_CORRUPT) from None
+    with parquet:
+        try:
+            # Names are decoded here, where a damaged footer's bytes that are not UTF-8 fail as corruption.
+            fields = [(field.name, field.type) for field in parquet.schema_arrow]
+            declared = _uncompressed_bytes(parquet.metadata)
+            declared_rows = parquet.metadata.num_rows
+        except _READ_ERRORS:
+            raise InvalidInput(_CORRUPT) from None
+        names, kinds = _columns(fields, limits)
+        if declared > limits.max_decompressed_bytes:
+            raise InvalidInput(
+                f"The Parquet file decompresses to {byte_count(declared)}; the limit is "
+                f"{byte_count(limits.max_decompressed_bytes)}."
+            )
+        if declared_rows == 0:
+            raise InvalidInput("The Parquet file has no rows.")
+        with TableSink(out_dir, list(zip(names, kinds, strict=True))) as sink:
+            decoded = 0
+            for batch in _batches(parquet, names):
+                decoded += batch.nbytes
+                if decoded > limits.max_decompressed_bytes:
+                    raise InvalidInput(
+                        f"The Parquet file decodes to more than {byte_count(limits.max_decompressed_bytes)}, the limit."
+                    )
+                columns = [
+                    _convert(batch.column(index), name, kind, sink.rows)
+                    for index, (name, kind) in enumerate(zip(names, kinds, strict=True))
+                ]
+                sink.write(pa.RecordBatch.from_arrays(columns, schema=sink.schema))
+            if sink.rows == 0:
+                raise InvalidInput("The Parquet file has no rows.")
+            profiles = sink.finish()
+    return Ingested(format="parquet", kind="table", rows=sink.rows, columns=profiles, canonical=sink.path)
 
-    fields = [field for field in schema if not _PANDAS_INDEX.fullmatch(field.name)]
-    names = [field.name for field in fields]
+
+def _columns(fields: list[tuple[str, pa.DataType]], limits: IngestLimits) -> tuple[list[str], list[str]]:
+    """Names and canonical kinds of the columns kept, or InvalidInput for the first one that cannot be."""
+    kept = [(name, arrow_type) for name, arrow_type in fields if not _PANDAS_INDEX.fullmatch(name)]
+    names = [name for name, _ in kept]
     check_column_names(names, limits, "in the Parquet schema")
     kinds = []
-    for field in fields:
-        kind = canonical_kind(field.type)
+    for name, arrow_type in kept:
+        kind = canonical_kind(arrow_type)
         if kind is None:
             raise InvalidInput(
-                f"Column {quoted(field.name)} has type {field.type}, which is not supported; "
+                f"Column {quoted(name)} has type {arrow_type}, which is not supported; "
                 "columns must hold numbers, booleans or text."
             )
         kinds.append(kind)
-
-    declared = _uncompressed_bytes(metadata)
-    if declared > limits.max_decompressed_bytes:
-        raise InvalidInput(
-            f"The Parquet file decompresses to {byte_count(declared)}; the limit is "
-            f"{byte_count(limits.max_decompressed_bytes)}."
-        )
-    if metadata.num_rows == 0:
-        raise InvalidInput("The Parquet file has no rows.")
-
-    with TableSink(out_dir, list(zip(names, kinds, strict=True))) as sink:
-        decoded = 0
-        for batch in _batches(parquet, names):
-            decoded += batch.nbytes
-            if decoded > limits.max_decompressed_bytes:
-                raise InvalidInput(
-                    f"The Parquet file decodes to more than {byte_count(limits.max_decompressed_bytes)}, the limit."
-                )
-            columns = [
-                _convert(batch.column(index), name, kind)
-                for index, (name, kind) in enumerate(zip(names, kinds, strict=True))
-            ]
-            sink.write(pa.RecordBatch.from_arrays(columns, schema=sink.schema))
-        if sink.rows == 0:
-            raise InvalidInput("The Parquet file has no rows.")
-        profiles = sink.finish()
-    return Ingested(format="parquet", kind="table", rows=sink.rows, columns=profiles, canonical=sink.path)
+    return names, kinds
 
 
 def canonical_kind(arrow_type: pa.DataType) -> str | None:
@@ -94,12 +105,9 @@ def canonical_kind(arrow_type: pa.DataType) -> str | None:
 
 
 def _uncompressed_bytes(metadata: pq.FileMetaData) -> int:
-    total = 0
-    for group in range(metadata.num_row_groups):
-        row_group = metadata.row_group(group)
-        for column in range(row_group.num_columns):
-            total += max(0, row_group.column(column).total_uncompressed_size)
-    return total
+    # The row groups' totals, not their column chunks': pyarrow aborts the whole process (std::terminate)
+    # when it builds the metadata of a column chunk whose size statistics are corrupt.
+    return sum(max(0, metadata.row_group(group).total_byte_size) for group in range(metadata.num_row_groups))
 
 
 def _batches(parquet: pq.ParquetFile, names: list[str]) -> Iterator[pa.RecordBatch]:
@@ -109,20 +117,29 @@ def _batches(parquet: pq.ParquetFile, names: list[str]) -> Iterator[pa.RecordBat
             batch = next(batches)
         except StopIteration:
             return
-        except (pa.ArrowException, OSError):
+        except _READ_ERRORS:
             raise InvalidInput(_CORRUPT) from None
         yield batch
 
 
-def _convert(column: pa.Array, name: str, kind: str) -> pa.Array:
+def _convert(column: pa.Array, name: str, kind: str, rows_before: int) -> pa.Array:
+    """The column as its canonical type; `rows_before` (rows of earlier batches) places a bad value."""
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()
     target = ARROW_TYPES[kind]
-    if column.type == target:
-        return column
-    try:
-        return pc.cast(column, target)
-    except pa.ArrowInvalid:
-        raise InvalidInput(
-            f"Column {quoted(name)} holds a value that does not fit {kind} (type {column.type} in the file)."
-        ) from None
+    if column.type != target:
+        try:
+            column = pc.cast(column, target)
+        except pa.ArrowInvalid:
+            raise InvalidInput(
+                f"Column {quoted(name)} holds a value that does not fit {kind} (type {column.type} in the file)."
+            ) from None
+    if kind == "string":
+        # Parquet readers trust that text columns hold UTF-8; a file is not made to.
+        try:
+            column.validate(full=True)
+        except pa.ArrowInvalid as error:
+            found = _BAD_UTF8_AT.search(str(error))
+            where = f" (row {rows_before + int(found.group(1)) + 1})" if found else ""
+            raise InvalidInput(f"Column {quoted(name)} holds text that is not valid UTF-8{where}.") from None
+    return column

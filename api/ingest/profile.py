@@ -19,13 +19,15 @@ TABLE_KINDS = ("float64", "int64", "bool", "string")
 class Moments:
     """Count, min, max, mean and the sum of squared deviations (M2) of finite float64 values.
 
-    Batches are merged with Chan et al.'s pairwise update, which stays accurate where a running sum of
-    squares would cancel catastrophically (large means, small spreads).
+    Batches are merged with Chan et al.'s pairwise update, on values shifted by the first one seen: the
+    batch means being merged are then small, so a column such as 5e7 +- 0.25 keeps its spread to ~1e-15
+    instead of losing it to the rounding of means near 5e7.
     """
 
     def __init__(self) -> None:
         self.count = 0
-        self.mean = 0.0
+        self.shift: float | None = None
+        self.shifted_mean = 0.0
         self.m2 = 0.0
         self.min = math.inf
         self.max = -math.inf
@@ -36,25 +38,29 @@ class Moments:
             return
         # Values near the float64 limit overflow here; the summary then reports None rather than inf.
         with np.errstate(over="ignore", invalid="ignore"):
-            batch_mean = float(values.mean())
-            batch_m2 = float(np.square(values - batch_mean).sum())
+            if self.shift is None:
+                self.shift = float(values[0])
+            shifted = values - self.shift
+            batch_mean = float(shifted.mean())
+            batch_m2 = float(np.square(shifted - batch_mean).sum())
             self.min = min(self.min, float(values.min()))
             self.max = max(self.max, float(values.max()))
             if self.count == 0:
-                self.count, self.mean, self.m2 = n, batch_mean, batch_m2
+                self.count, self.shifted_mean, self.m2 = n, batch_mean, batch_m2
                 return
             total = self.count + n
-            delta = batch_mean - self.mean
-            self.mean += delta * n / total
+            delta = batch_mean - self.shifted_mean
+            self.shifted_mean += delta * n / total
             self.m2 += batch_m2 + delta * delta * (self.count * n / total)
             self.count = total
 
     def summary(self) -> tuple[float | None, float | None, float | None, float | None]:
         """(min, max, mean, population std), each None when there are no values or it is not finite."""
-        if self.count == 0:
+        if self.count == 0 or self.shift is None:
             return None, None, None, None
+        mean = self.shift + self.shifted_mean
         std = math.sqrt(self.m2 / self.count) if math.isfinite(self.m2) and self.m2 >= 0 else math.nan
-        return _finite(self.min), _finite(self.max), _finite(self.mean), _finite(std)
+        return _finite(self.min), _finite(self.max), _finite(mean), _finite(std)
 
 
 def _finite(value: float) -> float | None:
@@ -83,7 +89,8 @@ class ValueCounts:
         batch = pc.value_counts(values)
         values, counts = batch.field("values"), batch.field("counts")
         if self._first_seen is None:
-            self._first_seen = values.slice(0, TOP_VALUES)
+            # A copy, so that the first batch's counts are not kept alive through a slice of them.
+            self._first_seen = values.take(pa.array(range(min(TOP_VALUES, len(values))), type=pa.int64()))
         if self._values is not None and self._counts is not None:
             merged = (
                 pa.table(
@@ -146,7 +153,7 @@ class ColumnAccumulator:
         self.missing = 0
         self.non_finite = 0
         self._moments = None if kind == "string" else Moments()
-        self._counts: ValueCounts | None = ValueCounts()
+        self._counts: ValueCounts | None = ValueCounts(DISTINCT_CAP)
         self._recounted_top: list[tuple[Any, int]] | None = None
 
     def add(self, column: pa.Array) -> None:
@@ -181,6 +188,7 @@ class ColumnAccumulator:
         return self._counts is not None and not self._counts.exact and self._recounted_top is None
 
     def recount(self, columns: Iterable[pa.Array]) -> None:
+        """Exact counts of the summary's candidates, from a second pass over the same column's batches."""
         assert self._counts is not None
         candidates = self._counts.candidates()
         totals: dict[Any, int] = {}

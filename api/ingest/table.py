@@ -90,12 +90,12 @@ class TableSink:
         self._close()
         owed = [(i, acc) for i, acc in enumerate(self._accumulators) if acc.needs_recount]
         if owed:
-            reader = pq.ParquetFile(self._partial)
-            for index, accumulator in owed:
-                name = self.schema.names[index]
-                accumulator.recount(
-                    batch.column(0) for batch in reader.iter_batches(batch_size=RECOUNT_BATCH_ROWS, columns=[name])
-                )
+            with pq.ParquetFile(self._partial) as reader:
+                for index, accumulator in owed:
+                    name = self.schema.names[index]
+                    accumulator.recount(
+                        batch.column(0) for batch in reader.iter_batches(batch_size=RECOUNT_BATCH_ROWS, columns=[name])
+                    )
         profiles = [accumulator.profile() for accumulator in self._accumulators]
         self._partial.replace(self.path)
         return profiles

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import IdempotencyKeyDep, SessionDep, SettingsDep
 from api.schemas.common import ErrorRead
 from api.schemas.dataset import NAME_RULE, BuiltinRead, DatasetPage, DatasetRead, SyntheticCreate
 from api.services import datasets
@@ -53,11 +53,12 @@ UPLOAD_BODY = {
         422: {"model": ErrorRead, "description": "The file or a field is invalid; nothing stored."},
     },
 )
-async def upload_dataset(request: Request, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+async def upload_dataset(
+    request: Request, session: SessionDep, settings: SettingsDep, idempotency_key: IdempotencyKeyDep = None
+) -> dict[str, Any]:
     """Upload a dataset file; it is validated, profiled and stored as the next version of its name."""
     upload = await receive_upload(request, settings)
-    row = await run_in_threadpool(datasets.create_from_upload, session, settings, upload)
-    return datasets.dataset_read(row)
+    return await run_in_threadpool(datasets.upload, session, settings, upload, idempotency_key)
 
 
 @router.post("/synthetic", status_code=status.HTTP_201_CREATED, response_model=DatasetRead)

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, status
 from fastapi.responses import FileResponse
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import IdempotencyKeyDep, SessionDep, SettingsDep
 from api.schemas.common import ErrorRead
 from api.schemas.job import JobCreate, JobPage, JobRead, JobStatusName, MetricsRead, RetrainRead, WeightsRead
 from api.schemas.prediction import PredictionRead, PredictRequest
@@ -22,9 +22,14 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorRead, "descrip
     response_model=JobRead,
     responses={422: {"description": "The spec is invalid or names an unknown dataset."}},
 )
-def create_job(body: Annotated[JobCreate, Body()], session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+def create_job(
+    body: Annotated[JobCreate, Body()],
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyDep = None,
+) -> dict[str, Any]:
     """Submit a training job; it is queued and trained by a worker. Defaults are filled in the stored spec."""
-    return jobs.job_read(jobs.create_job(session, settings, body))
+    return jobs.submit(session, settings, body, idempotency_key)
 
 
 @router.get("", response_model=JobPage)

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from api.ingest import Ingested, IngestLimits, ingest
 from api.schemas.dataset import NAME_PATTERN, NAME_RULE, SyntheticCreate
+from api.services import idempotency
 from api.services.synthetic import generate
 from api.services.uploads import ReceivedUpload
 from core.builtins import BUILTIN_PREFIX, BUILTINS, BuiltinDataset
@@ -172,6 +173,24 @@ def create_from_upload(session: Session, settings: Settings, upload: ReceivedUpl
         upload.discard()
 
 
+def upload(session: Session, settings: Settings, received: ReceivedUpload, key: str | None) -> dict[str, Any]:
+    """POST /v1/datasets: store (at most once per Idempotency-Key) and return the dataset."""
+    request_hash = idempotency.body_hash(
+        {"sha256": received.sha256, "filename": received.filename, "fields": received.fields}
+    )
+    try:
+        return idempotency.run_once(
+            session,
+            settings,
+            "POST /v1/datasets",
+            key,
+            request_hash,
+            lambda: dataset_read(create_from_upload(session, settings, received)),
+        )
+    finally:
+        received.discard()
+
+
 def create_synthetic(session: Session, settings: Settings, body: SyntheticCreate) -> Dataset:
     table, record = generate(body)
     settings.ensure_home()
@@ -292,7 +311,7 @@ def dataset_read(row: Dataset) -> dict[str, Any]:
         summary = {
             "column": target["name"],
             "classes": [{"value": v, "count": n} for v, n in target["top_values"]]
-            if target.get("top_values") and (target["distinct"] or 0) <= 20
+            if target.get("top_values") and target["distinct"] is not None and target["distinct"] <= 20
             else None,
             "min": target["min"],
             "max": target["max"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -9,15 +10,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.schemas.job import JobCreate
+from api.services import idempotency
 from api.services.datasets import resolve_dataset
-from api.services.queueing import enqueue_job
 from api.services.training_data import TrainingView, check_splits, training_view
 from core.architecture import output_units, parameter_shapes, unmatched_exclude_patterns
-from core.errors import Conflict, InvalidInput, NotFound
+from core.celery_app import enqueue_job
+from core.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from core.queues import queue_for_device
 from core.settings import Settings
 from models import EpochMetric, Job, JobStatus, LayerStat, transition
-from models.base import new_id
+from models.base import new_id, utcnow
 
 
 def build_job(
@@ -48,9 +50,15 @@ def build_job(
             "(leave those rows out) or 'mean' (fill numbers with the training split's mean)."
         )
     check_splits(view, dataset.rows, body.training.validation_fraction, body.training.test_fraction)
+    cells = dataset.rows * view.n_features
+    if cells > settings.max_cells:
+        raise InvalidInput(
+            f"{dataset.rows:,} rows x {view.n_features:,} features is {cells:,} values, above this server's limit of "
+            f"{settings.max_cells:,}."
+        )
     spec = body.model_dump(mode="json")
     spec["target"] = view.target
-    check_network(spec, view)
+    check_network(spec, view, settings.max_parameters)
     return Job(
         # Assigned here, not at flush, so that records made with the job (a schedule's run) can name it.
         id=new_id(),
@@ -72,10 +80,14 @@ def build_job(
         schedule_id=schedule_id,
         scheduled_for=scheduled_for,
         parent_id=parent_id,
+        enqueued_at=utcnow(),
     )
 
 
 def create_job(session: Session, settings: Settings, body: JobCreate, **lineage: Any) -> Job:
+    queued = session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.QUEUED.value)) or 0
+    if queued >= settings.max_queued_jobs:
+        raise TooManyRequests(f"{queued} jobs are already queued, this server's limit; retry when some have started.")
     job = build_job(session, settings, body, **lineage)
     session.add(job)
     # Commit, then enqueue: the row exists before any message names it.
@@ -84,15 +96,34 @@ def create_job(session: Session, settings: Settings, body: JobCreate, **lineage:
     return job
 
 
-def check_network(spec: dict[str, Any], view: TrainingView) -> None:
+def check_network(spec: dict[str, Any], view: TrainingView, max_parameters: int) -> None:
     n_outputs = output_units(view.task, view.n_classes)
-    names = [name for name, _ in parameter_shapes(spec["model"], view.n_features, n_outputs, view.image_shape)]
+    shapes = parameter_shapes(spec["model"], view.n_features, n_outputs, view.image_shape)
+    count = sum(math.prod(shape) for _, shape in shapes)
+    if count > max_parameters:
+        raise InvalidInput(
+            f"This network has {count:,} parameters, above this server's limit of {max_parameters:,}; use fewer or "
+            "narrower layers."
+        )
+    names = [name for name, _ in shapes]
     unmatched = unmatched_exclude_patterns(spec["regularization"]["exclude"], names)
     if unmatched:
         raise InvalidInput(
             f"regularization.exclude pattern(s) {', '.join(map(repr, unmatched))} match no tensor of this network; "
             f"its tensors are {', '.join(names)}."
         )
+
+
+def submit(session: Session, settings: Settings, body: JobCreate, idempotency_key: str | None) -> dict[str, Any]:
+    """POST /v1/jobs: create (at most once per Idempotency-Key) and return the job."""
+    return idempotency.run_once(
+        session,
+        settings,
+        "POST /v1/jobs",
+        idempotency_key,
+        idempotency.body_hash(body),
+        lambda: job_read(create_job(session, settings, body)),
+    )
 
 
 def get_job(session: Session, job_id: str) -> Job:

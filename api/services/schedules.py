@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from api.schemas.job import JobCreate
 from api.schemas.schedule import ScheduleCreate, ScheduleUpdate
 from api.services.jobs import build_job, get_job, job_read
-from api.services.queueing import enqueue_job
+from core.celery_app import enqueue_job
 from core.cron import Cron, CronError, timezone
 from core.errors import DomainError, InvalidInput, NotFound
 from core.settings import Settings

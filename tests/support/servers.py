@@ -66,35 +66,67 @@ def _postgres_bin(name: str) -> str | None:
     return candidates[-1] if candidates else None
 
 
+class OwnPostgres:
+    """A throwaway PostgreSQL cluster on a free port that a test may stop and start (initdb refuses
+    root, so it runs as the postgres user then)."""
+
+    def __init__(self) -> None:
+        initdb, self.pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+        if not initdb or not self.pg_ctl:
+            raise RuntimeError("no PostgreSQL answers on 127.0.0.1:5432 and initdb/pg_ctl are not installed")
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            if not shutil.which("runuser"):
+                raise RuntimeError("running as root and runuser is missing, so initdb cannot run")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self.data = Path(tempfile.mkdtemp(prefix="regtrain-pg-"))
+        if self.as_user:
+            shutil.chown(self.data, "postgres")
+        self.port = free_port()
+        subprocess.run(
+            [*self.as_user, initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust"],
+            check=True,
+            capture_output=True,
+        )
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.data} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            [
+                *self.as_user,
+                self.pg_ctl,
+                "-D",
+                str(self.data),
+                "-o",
+                options,
+                "-w",
+                "-l",
+                str(self.data / "log"),
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+    def stop(self) -> None:
+        subprocess.run(
+            [*self.as_user, self.pg_ctl, "-D", str(self.data), "-m", "fast", "-w", "stop"], capture_output=True
+        )
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
 @contextmanager
-def own_postgres() -> Iterator[str]:
-    """A throwaway cluster on a free port (initdb refuses root, so it runs as the postgres user then)."""
-    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        raise RuntimeError("no PostgreSQL answers on 127.0.0.1:5432 and initdb/pg_ctl are not installed")
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        if not shutil.which("runuser"):
-            raise RuntimeError("running as root and runuser is missing, so initdb cannot run")
-        as_user = ["runuser", "-u", "postgres", "--"]
-    data = Path(tempfile.mkdtemp(prefix="regtrain-pg-"))
-    if as_user:
-        shutil.chown(data, "postgres")
-    port = free_port()
-    subprocess.run(
-        [*as_user, initdb, "-D", str(data), "-U", "postgres", "--auth=trust"], check=True, capture_output=True
-    )
-    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(
-        [*as_user, pg_ctl, "-D", str(data), "-o", options, "-w", "-l", str(data / "log"), "start"],
-        check=True,
-        capture_output=True,
-    )
+def own_postgres() -> Iterator[OwnPostgres]:
+    server = OwnPostgres()
+    server.start()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield server
     finally:
-        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
+        server.remove()
 
 
 @contextmanager
@@ -102,8 +134,8 @@ def postgres_admin_url() -> Iterator[str]:
     if postgres_answers(LOCAL_POSTGRES):
         yield LOCAL_POSTGRES
         return
-    with own_postgres() as url:
-        yield url
+    with own_postgres() as server:
+        yield server.url
 
 
 @contextmanager
@@ -120,24 +152,41 @@ def fresh_postgres_database(admin_url: str) -> Iterator[str]:
             connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class OwnRedis:
+    """A redis-server on a free port, without persistence, that a test may stop and start: a restart
+    loses every message, as a broker restart without persistence does."""
+
+    def __init__(self) -> None:
+        self.binary = shutil.which("redis-server")
+        if self.binary is None:
+            raise RuntimeError("no Redis answers on 127.0.0.1:6379 and redis-server is not installed")
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert self.binary is not None
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: redis_answers(self.url), timeout=10, what="redis-server to start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
 @contextmanager
-def own_redis() -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("no Redis answers on 127.0.0.1:6379 and redis-server is not installed")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}"
+def own_redis() -> Iterator[OwnRedis]:
+    server = OwnRedis()
+    server.start()
     try:
-        wait_until(lambda: redis_answers(url), timeout=10, what="redis-server to start")
-        yield url
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop()
 
 
 @contextmanager
@@ -145,5 +194,5 @@ def redis_base_url() -> Iterator[str]:
     if redis_answers(LOCAL_REDIS):
         yield LOCAL_REDIS
         return
-    with own_redis() as url:
-        yield url
+    with own_redis() as server:
+        yield server.url
