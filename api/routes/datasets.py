@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import IdempotencyKeyDep, SessionDep, SettingsDep
-from api.schemas.common import ErrorRead
+from api.schemas.common import ErrorRead, Limit, Offset
 from api.schemas.dataset import NAME_RULE, BuiltinRead, DatasetPage, DatasetRead, SyntheticCreate
 from api.services import datasets
 from api.services.uploads import receive_upload
@@ -77,8 +77,8 @@ def list_builtins() -> list[dict[str, Any]]:
 def list_datasets(
     session: SessionDep,
     name: Annotated[str | None, Query(description="Only the versions of this name.")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """List datasets, newest first."""
     rows, total = datasets.list_datasets(session, name, limit, offset)

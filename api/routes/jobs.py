@@ -6,7 +6,7 @@ from fastapi import APIRouter, Body, Query, status
 from fastapi.responses import FileResponse
 
 from api.deps import IdempotencyKeyDep, SessionDep, SettingsDep
-from api.schemas.common import ErrorRead
+from api.schemas.common import ErrorRead, Limit, Offset
 from api.schemas.job import JobCreate, JobPage, JobRead, JobStatusName, MetricsRead, RetrainRead, WeightsRead
 from api.schemas.prediction import PredictionRead, PredictRequest
 from api.services import artifacts, jobs, schedules
@@ -20,7 +20,10 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorRead, "descrip
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=JobRead,
-    responses={422: {"description": "The spec is invalid or names an unknown dataset."}},
+    responses={
+        422: {"description": "The spec is invalid or names an unknown dataset."},
+        429: {"model": ErrorRead, "description": "Too many jobs are queued; retry later (see Retry-After)."},
+    },
 )
 def create_job(
     body: Annotated[JobCreate, Body()],
@@ -36,8 +39,8 @@ def create_job(
 def list_jobs(
     session: SessionDep,
     status: Annotated[JobStatusName | None, Query(description="Only jobs in this status.")] = None,
-    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Jobs to skip.")] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """List jobs, newest first."""
     items, total = jobs.list_jobs(session, status, limit, offset)
@@ -100,7 +103,11 @@ def get_artifact(job_id: str, session: SessionDep, settings: SettingsDep) -> Fil
     "/{job_id}/predict",
     response_model=PredictionRead,
     response_model_exclude_none=True,
-    responses={**NOT_FOUND, 409: {"model": ErrorRead, "description": "The job has not succeeded."}},
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorRead, "description": "The job has not succeeded."},
+        413: {"model": ErrorRead, "description": "More rows than one request may carry."},
+    },
 )
 def predict(job_id: str, body: PredictRequest, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     """Predict with a succeeded job's weights: raw feature rows in, class labels (with probabilities) or values out."""

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 
 from api.deps import SessionDep, SettingsDep
-from api.schemas.common import ErrorRead
+from api.schemas.common import ErrorRead, Limit, Offset
 from api.schemas.job import JobRead
 from api.schemas.schedule import RunPage, ScheduleCreate, SchedulePage, ScheduleRead, ScheduleUpdate
 from api.services import schedules
@@ -23,9 +23,7 @@ def create_schedule(body: ScheduleCreate, session: SessionDep, settings: Setting
 
 
 @router.get("", response_model=SchedulePage)
-def list_schedules(
-    session: SessionDep, limit: Annotated[int, Query(ge=1, le=500)] = 50, offset: Annotated[int, Query(ge=0)] = 0
-) -> dict[str, Any]:
+def list_schedules(session: SessionDep, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
     """List schedules, newest first, with their next slot."""
     rows, total = schedules.list_schedules(session, limit, offset)
     return {"items": [schedules.schedule_read(s) for s in rows], "total": total, "limit": limit, "offset": offset}
@@ -61,8 +59,8 @@ def trigger(schedule_id: str, session: SessionDep, settings: SettingsDep) -> dic
 def list_runs(
     schedule_id: str,
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Its slots, newest first: the job each started (status, dataset version, validation metric and
     its change from the previous successful run), or why the slot was skipped."""

@@ -11,6 +11,8 @@ from api.schemas.common import StrictModel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 NAME_RULE = "1 to 200 letters, digits, '.', '_' or '-', starting with a letter or digit"
+# Generated in the API process: about 160 MB of float64 at most.
+MAX_SYNTHETIC_VALUES = 20_000_000
 
 
 class ValueCount(BaseModel):
@@ -115,12 +117,19 @@ class SyntheticCreate(StrictModel):
         "group and zero the rest, the elastic net spreads weight across the group.",
     )
     n_classes: int = Field(2, ge=2, le=100, description="Classes, for classification.")
-    noise: float = Field(1.0, ge=0.0, description="Standard deviation of the noise added to the target's signal.")
+    noise: float = Field(
+        1.0, ge=0.0, le=1e6, description="Standard deviation of the noise added to the target's signal."
+    )
     seed: int = Field(0, ge=0, le=2**32 - 1)
     target: str = Field("target", pattern=NAME_PATTERN, description="Name of the target column.")
 
     @model_validator(mode="after")
     def _features_fit(self) -> Self:
+        if self.n_samples * self.n_features > MAX_SYNTHETIC_VALUES:
+            raise ValueError(
+                f"n_samples x n_features is {self.n_samples * self.n_features:,}; at most {MAX_SYNTHETIC_VALUES:,} "
+                "values are generated in one request"
+            )
         used = self.n_informative + sum(group.size for group in self.groups)
         if used > self.n_features:
             raise ValueError(

@@ -7,15 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from core.celery_app import get_celery, prepare_sqlite_broker
-from core.db import get_engine, get_session_factory
-from core.migrate import upgrade
-from core.settings import get_settings
-
-
-def _clear_process_caches() -> None:
-    for cached in (get_settings, get_engine, get_session_factory, get_celery):
-        cached.cache_clear()
+from tests.support.app import configure, release
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -23,20 +15,10 @@ def api_client(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pyte
     """The app in this process on a fresh home, with its database on SQLite and on PostgreSQL, and the
     embedded SQLite broker (messages are published for real; no worker consumes them here, so jobs
     stay queued)."""
-    monkeypatch.delenv("REGTRAIN_BROKER_URL", raising=False)
-    monkeypatch.delenv("REGTRAIN_DATABASE_URL", raising=False)
-    if request.param == "postgresql":
-        monkeypatch.setenv("REGTRAIN_DATABASE_URL", str(request.getfixturevalue("postgres_url")))
-    monkeypatch.setenv("REGTRAIN_HOME", str(tmp_path))
-    monkeypatch.setenv("REGTRAIN_MAX_EPOCHS", "500")
-    monkeypatch.setenv("REGTRAIN_MAX_UPLOAD_BYTES", str(2 * 1024 * 1024))
-    monkeypatch.setenv("REGTRAIN_MAX_COLUMNS", "100")
-    _clear_process_caches()
-    settings = get_settings()
-    settings.ensure_home()
-    upgrade(settings.resolved_database_url)
-    prepare_sqlite_broker(settings)
+    database = str(request.getfixturevalue("postgres_url")) if request.param == "postgresql" else None
+    configure(
+        tmp_path, monkeypatch, database, max_epochs="500", max_upload_bytes=str(2 * 1024 * 1024), max_columns="100"
+    )
     with TestClient(create_app()) as client:
         yield client
-    get_engine().dispose()
-    _clear_process_caches()
+    release()

@@ -60,7 +60,8 @@ def test_two_schedulers_fire_each_slot_once_and_follow_the_newest_data(stack: St
         timeout=30,
         what="a slot on the new upload",
     )
-    time.sleep(EVERY_SECONDS)
+    fired = len(runs())
+    wait_until(lambda: len(runs()) > fired, timeout=30, what="one more slot on the new upload")
     stack.client.patch(f"/v1/schedules/{schedule['id']}", json={"enabled": False})
     count = len(runs())
     time.sleep(2 * EVERY_SECONDS)

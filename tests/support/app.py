@@ -1,0 +1,41 @@
+"""Pointing this process's settings at a fresh home, the way a deployment's environment would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.celery_app import get_celery, prepare_sqlite_broker
+from core.db import get_engine, get_session_factory
+from core.migrate import upgrade
+from core.settings import Settings, get_settings
+
+
+def clear_process_caches() -> None:
+    for cached in (get_settings, get_engine, get_session_factory, get_celery):
+        cached.cache_clear()
+
+
+def configure(
+    home: Path, monkeypatch: pytest.MonkeyPatch, database_url: str | None = None, **settings: str
+) -> Settings:
+    """A migrated database (SQLite under `home` unless given) and the embedded SQLite broker."""
+    monkeypatch.delenv("REGTRAIN_BROKER_URL", raising=False)
+    monkeypatch.delenv("REGTRAIN_DATABASE_URL", raising=False)
+    if database_url:
+        monkeypatch.setenv("REGTRAIN_DATABASE_URL", database_url)
+    monkeypatch.setenv("REGTRAIN_HOME", str(home))
+    for name, value in settings.items():
+        monkeypatch.setenv(f"REGTRAIN_{name.upper()}", value)
+    clear_process_caches()
+    configured = get_settings()
+    configured.ensure_home()
+    upgrade(configured.resolved_database_url)
+    prepare_sqlite_broker(configured)
+    return configured
+
+
+def release() -> None:
+    get_engine().dispose()
+    clear_process_caches()

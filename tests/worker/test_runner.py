@@ -1,0 +1,100 @@
+"""The job runner in this process against a real database: why an attempt stops decides what happens
+to its job (time limit, shutdown, cancel), and what it recorded is kept."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from api.schemas.job import JobCreate
+from api.services.jobs import create_job
+from core.builtins import BUILTINS
+from core.db import get_session_factory
+from core.settings import Settings, get_settings
+from models import EpochMetric, Job, JobStatus, transition
+from tests.support.app import configure, release
+from tests.support.servers import wait_until
+from worker import runner
+from worker.datasets import load_dataset
+
+LONG = {"dataset": "builtin:digits", "model": {"hidden_layers": [128]}, "training": {"epochs": 200, "batch_size": 8}}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    configured = configure(tmp_path, monkeypatch, job_time_limit_seconds="3")
+    # Loaded before any attempt starts its clock, as a warm worker has it.
+    load_dataset("builtin:digits", BUILTINS["digits"].sha256, "target")
+    yield configured
+    runner.SHUTTING_DOWN.clear()
+    release()
+
+
+def submit(body: dict[str, object]) -> str:
+    with get_session_factory()() as session:
+        return create_job(session, get_settings(), JobCreate.model_validate(body)).id
+
+
+def load(job_id: str) -> tuple[Job, list[int]]:
+    with get_session_factory()() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        epochs = list(session.scalars(select(EpochMetric.epoch).where(EpochMetric.job_id == job_id)))
+        return job, epochs
+
+
+def test_a_job_past_its_time_limit_fails_with_timeout_and_keeps_what_it_made(settings: Settings) -> None:
+    job_id = submit(LONG)
+    runner.run_job(job_id)
+    job, epochs = load(job_id)
+    assert (job.status, job.error_type) == ("failed", "timeout")
+    assert "longer than this server's limit of 3 s" in (job.error_message or "")
+    assert epochs and epochs == list(range(1, len(epochs) + 1)) and len(epochs) < 200
+    assert (settings.artifacts_dir / "checkpoints" / f"{job_id}.safetensors").exists()
+
+
+def after_first_epoch(job_id: str, action: Callable[[], None]) -> threading.Thread:
+    """Runs `action` once the job has recorded an epoch, as a signal or a request would arrive."""
+
+    def watch() -> None:
+        wait_until(lambda: load(job_id)[0].progress_epoch >= 1, timeout=60, interval=0.02, what="an epoch")
+        action()
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    return thread
+
+
+def test_a_shutdown_hands_the_job_back_without_spending_an_attempt(settings: Settings) -> None:
+    job_id = submit({**LONG, "training": {**LONG["training"], "epochs": 3, "batch_size": 2}})
+    watcher = after_first_epoch(job_id, runner.SHUTTING_DOWN.set)
+    runner.run_job(job_id)
+    watcher.join()
+    job, _ = load(job_id)
+    assert (job.status, job.attempts, job.requeues) == ("queued", 1, 1)
+    assert job.error_type is None and job.heartbeat_at is None
+    runner.SHUTTING_DOWN.clear()
+    runner.run_job(job_id)
+    job, epochs = load(job_id)
+    assert (job.status, job.attempts) == ("succeeded", 2)
+    assert epochs == [1, 2, 3]
+
+
+def test_a_cancel_stops_the_attempt_and_keeps_its_epochs(settings: Settings) -> None:
+    job_id = submit({**LONG, "training": {**LONG["training"], "epochs": 50}})
+
+    def cancel() -> None:
+        with get_session_factory()() as session:
+            transition(session, job_id, JobStatus.CANCELED, error_type="canceled")
+            session.commit()
+
+    watcher = after_first_epoch(job_id, cancel)
+    runner.run_job(job_id)
+    watcher.join()
+    job, epochs = load(job_id)
+    assert job.status == "canceled" and job.result is None
+    assert len(epochs) < 50
