@@ -38,7 +38,7 @@ class Settings(BaseSettings):
         15.0, gt=0, description="A running attempt whose heartbeat is older than this is presumed dead and requeued."
     )
     sweep_after_seconds: float = Field(
-        60.0, gt=0, description="A queued job whose message left no trace in the broker this long ago is re-sent."
+        45.0, gt=0, description="A queued job whose message left no trace in the broker this long ago is re-sent."
     )
     max_parameters: int = Field(
         50_000_000, ge=1, description="Largest network (trainable parameters) a job may ask for."
