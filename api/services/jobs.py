@@ -237,6 +237,16 @@ def _layer_dict(layer: LayerStat) -> dict[str, Any]:
     }
 
 
+def dataset_ref(job: Job) -> dict[str, Any]:
+    """The exact dataset a job trained on: id, name, version and sha256."""
+    return {
+        "id": job.dataset_id,
+        "name": job.dataset_name,
+        "version": job.dataset_version,
+        "sha256": job.dataset_sha256,
+    }
+
+
 def job_read(job: Job) -> dict[str, Any]:
     """The API's view of a job row."""
     return {
@@ -246,12 +256,7 @@ def job_read(job: Job) -> dict[str, Any]:
         "task": job.task,
         "task_reason": job.task_reason,
         "spec": job.spec,
-        "dataset": {
-            "id": job.dataset_id,
-            "name": job.dataset_name,
-            "version": job.dataset_version,
-            "sha256": job.dataset_sha256,
-        },
+        "dataset": dataset_ref(job),
         "created_at": job.created_at,
         "started_at": job.started_at,
         "finished_at": job.finished_at,

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from api.schemas.job import JobCreate
 from api.schemas.schedule import ScheduleCreate, ScheduleUpdate
-from api.services.jobs import build_job, get_job, job_read
+from api.services.jobs import build_job, create_job, dataset_ref, get_job, job_read
 from core.celery_app import enqueue_job
 from core.cron import Cron, CronError, timezone
 from core.errors import DomainError, InvalidInput, NotFound
@@ -285,12 +285,7 @@ def list_runs(session: Session, schedule_id: str, limit: int, offset: int) -> tu
             summary = {
                 "id": job.id,
                 "status": job.status,
-                "dataset": {
-                    "id": job.dataset_id,
-                    "name": job.dataset_name,
-                    "version": job.dataset_version,
-                    "sha256": job.dataset_sha256,
-                },
+                "dataset": dataset_ref(job),
                 "metric": metric,
                 "value": value,
                 "validation_data_loss": loss,
@@ -314,10 +309,7 @@ def retrain(session: Session, settings: Settings, job_id: str) -> dict[str, Any]
     spec = dict(parent.spec)
     if not parent.dataset_id.startswith("builtin:"):
         spec["dataset"] = f"{parent.dataset_name}@latest"
-    job = build_job(session, settings, JobCreate.model_validate(spec), parent_id=parent.id)
-    session.add(job)
-    session.commit()
-    enqueue_job(job.id, job.queue)
+    job = create_job(session, settings, JobCreate.model_validate(spec), parent_id=parent.id)
     changes = {}
     if job.dataset_version != parent.dataset_version or job.dataset_sha256 != parent.dataset_sha256:
         changes["dataset"] = {
