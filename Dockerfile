@@ -3,6 +3,8 @@
 # so it stays small and starts fast; `worker` carries the CUDA build of torch for GPU hosts.
 #   docker build --target api -t regtrain-api .
 #   docker build --target worker -t regtrain-worker .
+# No key or password is set here (ENV or ARG would keep it in the image's history): REGTRAIN_ADMIN_KEY
+# and the database URL are given to the containers at run time (see docker-compose.yml).
 
 # base: what both images share, so that they agree on the user and the data directory.
 FROM python:3.11-slim AS base
@@ -27,6 +29,7 @@ COPY core /app/core
 COPY models /app/models
 COPY migrations /app/migrations
 COPY worker /app/worker
+COPY scheduler /app/scheduler
 COPY cli /app/cli
 
 # api: the HTTP API, and the image for the one-shot `regtrain migrate` and for the scheduler.

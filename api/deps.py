@@ -1,14 +1,17 @@
-"""Typed dependencies for routes."""
+"""Typed dependencies for routes: the session, the settings, and who is asking."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.services.keys import Caller, authenticate, require_scope
 from core.db import get_session_factory
+from core.errors import Unauthorized
 from core.settings import Settings, get_settings
 
 
@@ -26,7 +29,41 @@ IdempotencyKeyDep = Annotated[
     Header(
         alias="Idempotency-Key",
         description="Makes the request safe to retry: a repeat with the same key and body returns the first "
-        "response instead of creating again; the same key with another body is refused (422). Kept 24 hours.",
+        "response instead of creating again; the same key with another body is refused (422). Kept 24 hours, "
+        "per tenant.",
     ),
 ]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+# The bearer scheme in OpenAPI gives Swagger UI its Authorize button. auto_error=False: a missing or
+# malformed header is answered by this module's own 401 sentence, not the library's.
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="An API key, sent as `Authorization: Bearer rt_...`. The first admin key is written to "
+    "$REGTRAIN_HOME/admin.key on first start (or is REGTRAIN_ADMIN_KEY).",
+)
+
+
+def get_caller(
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Caller:
+    if credentials is None:
+        raise Unauthorized(
+            "This request needs an API key: send the header `Authorization: Bearer <key>` (the first admin key is "
+            "in $REGTRAIN_HOME/admin.key)."
+        )
+    return authenticate(session, credentials.credentials)
+
+
+def _scoped(scope: str) -> Callable[[Caller], Caller]:
+    def dependency(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+        return require_scope(caller, scope)
+
+    dependency.__name__ = f"require_{scope}"
+    return dependency
+
+
+Reader = Annotated[Caller, Depends(_scoped("read"))]
+Writer = Annotated[Caller, Depends(_scoped("write"))]
+Admin = Annotated[Caller, Depends(_scoped("admin"))]

@@ -9,9 +9,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.errors import DomainError
 
@@ -29,17 +31,84 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+# FastAPI's own sentence when a body cannot be decoded at all (e.g. bytes that are not UTF-8).
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
+def _position(document: str, offset: int) -> str:
+    line = document.count("\n", 0, offset) + 1
+    column = offset - (document.rfind("\n", 0, offset) + 1) + 1
+    return f"line {line}, column {column} (character {offset})"
+
+
+def malformed_json(error: dict[str, Any], document: Any) -> JSONResponse:
+    """400 for a body that is not JSON at all, or is cut short: there is nothing to validate yet."""
+    offset = error["loc"][-1] if isinstance(error["loc"][-1], int) else 0
+    reason = (error.get("ctx") or {}).get("error") or "it cannot be decoded"
+    where = _position(document, offset) if isinstance(document, str) else f"character {offset}"
+    return JSONResponse(
+        {
+            "detail": f"The request body is not valid JSON: {reason} at {where}.",
+            "error": "MalformedJSON",
+        },
+        status_code=400,
+    )
+
+
+def _not_json(errors: list[Any]) -> bool:
+    """A JSON endpoint was sent something else: FastAPI leaves the body as raw bytes when the
+    content type is missing or not JSON, and the bytes then fail the model."""
+    whole_body = [e for e in errors if tuple(e.get("loc", ())) == ("body",)]
+    return bool(whole_body) and all(isinstance(e.get("input"), bytes | bytearray) for e in whole_body)
+
+
+def unsupported_media_type(request: Request) -> JSONResponse:
+    given = request.headers.get("content-type")
+    sent = f"Content-Type {given!r}" if given else "no Content-Type"
+    return JSONResponse(
+        {
+            "detail": f"This endpoint takes a JSON body, and the request was sent with {sent}; send the body as "
+            "JSON with the header `Content-Type: application/json`.",
+            "error": "UnsupportedMediaType",
+        },
+        status_code=415,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
-    def _invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        malformed = [e for e in errors if e.get("type") == "json_invalid"]
+        if malformed:
+            return malformed_json(malformed[0], exc.body)
+        if _not_json(errors):
+            return unsupported_media_type(request)
         # FastAPI's own 422 shape, made safe to encode whatever the client sent.
-        return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+        return JSONResponse({"detail": _json_safe(jsonable_encoder(errors))}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400 and exc.detail == _UNPARSABLE_BODY:
+            return JSONResponse(
+                {
+                    "detail": "The request body is not valid JSON: it is not UTF-8 text.",
+                    "error": "MalformedJSON",
+                },
+                status_code=400,
+            )
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(DomainError)
     def _domain_error(_request: Request, exc: DomainError) -> JSONResponse:
         retry = getattr(exc, "retry_after_seconds", None)
-        headers = {"Retry-After": str(retry)} if retry else None
-        return JSONResponse({"detail": exc.detail, "error": exc.code}, status_code=exc.status_code, headers=headers)
+        headers = {"Retry-After": str(retry)} if retry else {}
+        if exc.status_code == 401:
+            # A 401 names the scheme it wants (RFC 9110, 11.6.1).
+            headers["WWW-Authenticate"] = 'Bearer realm="regtrain"'
+        return JSONResponse(
+            {"detail": exc.detail, "error": exc.code}, status_code=exc.status_code, headers=headers or None
+        )
 
     @app.exception_handler(OperationalError)
     def _database_down(_request: Request, exc: OperationalError) -> JSONResponse:

@@ -14,7 +14,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from core.settings import get_settings
+from cli.keys import USAGE_ERROR, announce_admin_key, redact
+from cli.keys import add_commands as add_key_commands
+from core.settings import Settings, get_settings
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -25,7 +27,7 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     settings.ensure_home()
     upgrade(settings.resolved_database_url)
     prepare_sqlite_broker(settings)
-    print(f"database at head: {_redact(settings.resolved_database_url)}")
+    print(f"database at head: {redact(settings.resolved_database_url)}")
     return 0
 
 
@@ -34,6 +36,10 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     settings.ensure_home()
+    # `regtrain up` has done this before starting its api child; standalone (compose, several hosts),
+    # each API process does it: the first one makes the key, the others find it.
+    if not args.admin_key_checked and (code := announce_admin_key(start_without_database=True)):
+        return code
     uvicorn.run(
         "api.main:app",
         host=args.host or settings.host,
@@ -79,7 +85,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_scheduler(_: argparse.Namespace) -> int:
-    from api.scheduler import run
+    from scheduler.loop import run
 
     get_settings().ensure_home()
     run()
@@ -90,6 +96,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from cli.supervisor import run_up
 
     cmd_migrate(args)
+    if code := announce_admin_key():
+        return code
     settings = get_settings()
     port = args.port or settings.port
     print(f"regtrain: API at http://{settings.host}:{port} (Swagger UI at /docs); data in {settings.home.resolve()}")
@@ -98,9 +106,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     settings = get_settings()
-    base = (args.url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    base = (args.url or settings.url or f"http://{settings.host}:{settings.port}").rstrip("/")
+    client = ApiClient(base, _client_key(settings))
     spec = json.loads(Path(args.spec).read_text())
-    status, job = _request("POST", f"{base}/v1/jobs", spec)
+    status, job = client.request("POST", "/v1/jobs", spec)
     if status != 201:
         print(json.dumps(job, indent=2), file=sys.stderr)
         return 1
@@ -109,8 +118,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         return 0
     printed = 0
     while True:
-        _, job = _request("GET", f"{base}/v1/jobs/{job['id']}")
-        _, metrics = _request("GET", f"{base}/v1/jobs/{job['id']}/metrics")
+        _, job = client.request("GET", f"/v1/jobs/{job['id']}")
+        _, metrics = client.request("GET", f"/v1/jobs/{job['id']}/metrics")
         for epoch in metrics["epochs"][printed:]:
             print(_epoch_line(epoch, job["progress"]["epochs"]))
         printed = len(metrics["epochs"])
@@ -130,23 +139,48 @@ def _epoch_line(epoch: dict[str, Any], epochs: int) -> str:
     return "  ".join(parts)
 
 
-def _request(method: str, url: str, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+def _client_key(settings: Settings) -> str | None:
+    """REGTRAIN_API_KEY, else the first admin key when this host's REGTRAIN_HOME holds it and it is readable."""
+    if settings.api_key is not None:
+        return settings.api_key.get_secret_value()
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-    except urllib.error.URLError as error:
-        raise SystemExit(f"regtrain: cannot reach the API at {url}: {error.reason}") from error
+        return settings.admin_key_path.read_text().strip() or None
+    except OSError:
+        return None
 
 
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
+class ApiClient:
+    """JSON over HTTP to a running API, with the key as a bearer token. A refused key (401, 403) ends the
+    command: the server's sentence on stderr, exit status 2."""
+
+    def __init__(self, base_url: str, key: str | None) -> None:
+        self.base_url = base_url
+        self.key = key
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        url = f"{self.base_url}{path}"
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"}
+        if self.key is not None:
+            headers["Authorization"] = f"Bearer {self.key}"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            status, answer = error.code, json.loads(error.read() or b"null")
+        except urllib.error.URLError as error:
+            raise SystemExit(f"regtrain: cannot reach the API at {url}: {error.reason}") from error
+        if status in (401, 403):
+            detail = answer.get("detail") if isinstance(answer, dict) else None
+            print(f"regtrain: {detail or f'the API refused the request ({status})'}", file=sys.stderr)
+            if self.key is None:
+                print(
+                    "regtrain: no key was sent: set REGTRAIN_API_KEY, or run where REGTRAIN_HOME holds admin.key.",
+                    file=sys.stderr,
+                )
+            raise SystemExit(USAGE_ERROR)
+        return status, answer
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host")
     api.add_argument("--port", type=int)
     api.add_argument("--workers", type=int, default=1, help="Server processes.")
+    # Set by `regtrain up`, which made and announced the admin key before starting this process.
+    api.add_argument("--admin-key-checked", action="store_true", help=argparse.SUPPRESS)
     api.set_defaults(func=cmd_api)
 
     worker = commands.add_parser("worker", help="Train queued jobs.")
@@ -181,8 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     submit = commands.add_parser("submit", help="Submit a job spec (JSON file) to a running API.")
     submit.add_argument("spec")
     submit.add_argument("--follow", action="store_true", help="Print each epoch and the final result.")
-    submit.add_argument("--url", help="API base URL (default from REGTRAIN_HOST/REGTRAIN_PORT).")
+    submit.add_argument("--url", help="API base URL (default REGTRAIN_URL, else http://REGTRAIN_HOST:REGTRAIN_PORT).")
     submit.set_defaults(func=cmd_submit)
+
+    add_key_commands(commands)
     return parser
 
 

@@ -110,7 +110,8 @@ def child_argv(command: str, *args: str) -> list[str]:
 def run_up(port: int | None) -> int:
     env_port = ["--port", str(port)] if port is not None else []
     children = [
-        Child("api", child_argv("api", *env_port)),
+        # The supervisor has made and announced the admin key already.
+        Child("api", child_argv("api", *env_port, "--admin-key-checked")),
         Child("worker", child_argv("worker")),
         Child("scheduler", child_argv("scheduler")),
     ]

@@ -39,3 +39,15 @@ class TooManyRequests(DomainError):
 class Unavailable(DomainError):
     status_code = 503
     retry_after_seconds = 5
+
+
+class Unauthorized(DomainError):
+    """No key, or a key that is unknown or revoked."""
+
+    status_code = 401
+
+
+class Forbidden(DomainError):
+    """A valid key without the scope the request needs."""
+
+    status_code = 403

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, computed_field
+from pydantic import Field, SecretStr, computed_field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
@@ -46,6 +47,32 @@ class Settings(BaseSettings):
     max_cells: int = Field(2_000_000_000, ge=1, description="Largest rows x features a job may train on.")
     max_queued_jobs: int = Field(1000, ge=1, description="Queued jobs beyond which new submissions get 429.")
     idempotency_ttl_seconds: int = Field(24 * 3600, ge=1, description="How long an Idempotency-Key is remembered.")
+    admin_key: SecretStr | None = Field(
+        None,
+        description="The first admin key, created with the default tenant when no key exists yet; when unset, "
+        "one is generated and written to home/admin.key (mode 0600).",
+    )
+    docs: Literal["public", "off"] = Field(
+        "public", description="Whether /docs, /redoc and /openapi.json are served (they never need a key)."
+    )
+    tenant_max_queued_jobs: int = Field(
+        500, ge=1, description="Queued jobs one tenant may have (a tenant's own limit overrides it)."
+    )
+    tenant_max_running_jobs: int = Field(
+        8, ge=1, description="Jobs of one tenant that run at once; its further jobs wait, queued."
+    )
+    tenant_max_stored_bytes: int = Field(
+        20 * 1024 * MIB, ge=1, description="Dataset bytes one tenant may store; an upload beyond it gets 413."
+    )
+    url: str | None = Field(
+        None,
+        description="Client side: the API address that `regtrain submit` talks to; default http://host:port.",
+    )
+    api_key: SecretStr | None = Field(
+        None,
+        description="Client side: the key `regtrain submit` sends as `Authorization: Bearer`; default: the "
+        "key in home/admin.key when that file is readable.",
+    )
     log_level: str = "info"
 
     @computed_field  # type: ignore[prop-decorator]
@@ -66,6 +93,10 @@ class Settings(BaseSettings):
     def datasets_dir(self) -> Path:
         """Content-addressed: one folder per sha256 of uploaded bytes, holding the canonical form."""
         return self.home / "datasets"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.home / "admin.key"
 
     @property
     def embedded(self) -> bool:

@@ -7,10 +7,13 @@ from models.job import Job
 from models.job_state import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, JobStatus, transition, update_running
 from models.metrics import EpochMetric, LayerStat
 from models.schedule import Schedule, ScheduleRun
+from models.tenant import DEFAULT_TENANT, ApiKey, Tenant
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "DEFAULT_TENANT",
     "TERMINAL_STATUSES",
+    "ApiKey",
     "Base",
     "Dataset",
     "EpochMetric",
@@ -20,6 +23,7 @@ __all__ = [
     "LayerStat",
     "Schedule",
     "ScheduleRun",
+    "Tenant",
     "transition",
     "update_running",
 ]

@@ -3,12 +3,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Index, Integer, String, Text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, UTCDateTime, new_id, utcnow
+from models.job_status import JobStatus, JobStatusColumn
 
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
+JOB_STATUSES = tuple(status.value for status in JobStatus)
 
 
 class Job(Base):
@@ -19,11 +20,14 @@ class Job(Base):
         CheckConstraint(f"status IN {JOB_STATUSES!r}", name="status_known"),
         Index("ix_job_status_created_at", "status", "created_at"),
         Index("ix_job_created_at", "created_at"),
+        # The fair claim groups a queue's queued jobs by tenant and takes a tenant's oldest.
+        Index("ix_job_queue_status_tenant_id_created_at", "queue", "status", "tenant_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), index=True)
     name: Mapped[str | None] = mapped_column(String(200))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[JobStatus] = mapped_column(JobStatusColumn(), default=JobStatus.QUEUED)
     # The normalized spec: defaults filled in, elastic net resolved to l1/l2.
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     task: Mapped[str] = mapped_column(String(16))

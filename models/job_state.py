@@ -4,7 +4,6 @@ terminal job, whichever process gets there first."""
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import update
@@ -12,14 +11,9 @@ from sqlalchemy.orm import Session
 
 from models.base import utcnow
 from models.job import Job
+from models.job_status import JobStatus
 
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELED = "canceled"
+__all__ = ["ALLOWED_TRANSITIONS", "TERMINAL_STATUSES", "IllegalTransition", "JobStatus", "transition", "update_running"]
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})

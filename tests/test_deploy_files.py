@@ -1,5 +1,6 @@
 """docker-compose.yml and the Dockerfile agree with the code: settings that exist, commands the CLI
-knows, an API image without torch and a worker image with the pinned CUDA torch.
+knows, an API image without torch and a worker image with the pinned CUDA torch; and they keep secrets
+out of the files and the images, and nothing reachable from other hosts without a key.
 
 Docker itself is not needed: both files are parsed and checked against the code they deploy."""
 
@@ -9,6 +10,7 @@ import argparse
 import fnmatch
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -37,6 +39,11 @@ EXPECTED_SERVICES = {"postgres", "redis", "migrate", "api", "worker", "scheduler
 LONG_RUNNING_APP_SERVICES = ("api", "worker", "scheduler")
 
 RESTARTING_POLICIES = {"always", "unless-stopped", "on-failure"}
+
+# Compose's required-variable interpolation: `docker compose up` stops with the message when it is unset.
+REQUIRED_VARIABLE = re.compile(r"\$\{(?P<name>[A-Z_][A-Z0-9_]*):\?(?P<message>[^}]+)\}")
+SECRET_LOOKING = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+LOOPBACK = "127.0.0.1"
 
 
 # --- Parsing -------------------------------------------------------------------------------------
@@ -332,13 +339,89 @@ def test_broker_url_names_the_redis_service(compose: dict[str, Any]) -> None:
     assert url.path.lstrip("/").isdigit()
 
 
+def published_ports(service: dict[str, Any]) -> list[tuple[str | None, str, str]]:
+    """(host address, host port, container port) of each published port, short or long form; the
+    address is None where the mapping names none, which Docker takes to mean every interface."""
+    mappings = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            mappings.append((port.get("host_ip"), str(port.get("published", "")), str(port["target"])))
+            continue
+        parts = str(port).split(":")
+        if len(parts) == 3:
+            mappings.append((parts[0], parts[1], parts[2]))
+        elif len(parts) == 2:
+            mappings.append((None, parts[0], parts[1]))
+        else:
+            mappings.append((None, "", parts[0]))
+    return mappings
+
+
 def test_api_port_mapping_matches_the_api_setting(
     app_services: dict[str, dict[str, Any]], stages: dict[str, Stage], clean_environment: pytest.MonkeyPatch
 ) -> None:
     settings = settings_for(app_services["api"], clean_environment)
-    host_port, container_port = app_services["api"]["ports"][0].split(":")
-    assert (host_port, container_port) == ("8000", str(settings.port))
+    assert published_ports(app_services["api"]) == [(LOOPBACK, "8000", str(settings.port))]
     assert effective(stages, "api", "EXPOSE") == [str(settings.port)]
+
+
+# --- Secrets and exposure ------------------------------------------------------------------------
+
+
+def test_only_the_api_is_published_and_only_on_loopback(services: dict[str, dict[str, Any]]) -> None:
+    # The API inside its container listens on 0.0.0.0 for the other containers; from the host, only
+    # loopback reaches it. A mapping without an address would listen on every interface of the host.
+    published = {name: published_ports(service) for name, service in services.items() if service.get("ports")}
+    assert set(published) == {"api"}
+    for name, mappings in published.items():
+        assert all(address == LOOPBACK for address, _, _ in mappings), (name, mappings)
+
+
+@pytest.mark.parametrize("name", ["postgres", "redis"])
+def test_database_and_broker_ports_are_not_published(services: dict[str, dict[str, Any]], name: str) -> None:
+    assert "ports" not in services[name]
+    assert services[name].get("network_mode") != "host"
+
+
+def test_admin_key_comes_from_the_environment_and_is_required(
+    compose: dict[str, Any], app_services: dict[str, dict[str, Any]]
+) -> None:
+    value = app_services["api"]["environment"]["REGTRAIN_ADMIN_KEY"]
+    required = REQUIRED_VARIABLE.fullmatch(value)
+    assert required, f"REGTRAIN_ADMIN_KEY must be ${{REGTRAIN_ADMIN_KEY:?message}}, not {value!r}"
+    assert required["name"] == "REGTRAIN_ADMIN_KEY"
+    assert "regtrain keys new" in required["message"]
+    # No regtrain secret is written into the file itself, for any service.
+    for name, service in app_services.items():
+        for variable, setting in {**compose["x-regtrain-env"], **service["environment"]}.items():
+            if variable.startswith("REGTRAIN_") and SECRET_LOOKING.search(variable):
+                assert REQUIRED_VARIABLE.fullmatch(str(setting)), (name, variable)
+    assert not re.search(r"rt_[A-Za-z0-9_-]{20,}", COMPOSE_PATH.read_text()), "a key is written in compose"
+
+
+def test_admin_key_is_a_secret_setting(clean_environment: pytest.MonkeyPatch) -> None:
+    clean_environment.setenv("REGTRAIN_ADMIN_KEY", "rt_" + "x" * 43)
+    settings = Settings()
+    assert settings.admin_key is not None
+    assert "x" * 43 not in repr(settings)
+
+
+def test_dockerfile_sets_no_secret_looking_env_or_arg(stages: dict[str, Stage]) -> None:
+    for stage in stages.values():
+        for keyword, arguments in stage.instructions:
+            if keyword == "ENV":
+                names = list(env_of({stage.name: Stage(stage.name, "", [(keyword, arguments)])}, stage.name))
+            elif keyword == "ARG":
+                names = [word.partition("=")[0] for word in shlex.split(arguments)]
+            else:
+                continue
+            assert not [name for name in names if SECRET_LOOKING.search(name)], (stage.name, keyword, arguments)
+    assert not re.search(r"rt_[A-Za-z0-9_-]{20,}", DOCKERFILE_PATH.read_text())
+
+
+def test_dockerignore_keeps_secrets_out_of_the_build_context() -> None:
+    patterns = {line.strip() for line in DOCKERIGNORE_PATH.read_text().splitlines() if not line.startswith("#")}
+    assert {".env", "var", "**/admin.key"} <= patterns
 
 
 def test_api_and_worker_share_the_data_volume_at_regtrain_home(compose: dict[str, Any]) -> None:

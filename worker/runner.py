@@ -13,6 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert
@@ -22,7 +23,7 @@ from sqlalchemy.orm import Session
 from core.celery_app import enqueue_job
 from core.db import session_scope
 from core.settings import get_settings
-from models import EpochMetric, Job, JobStatus, LayerStat, transition, update_running
+from models import EpochMetric, Job, JobStatus, LayerStat, job_queue, transition, update_running
 from models.base import utcnow
 from worker.artifacts import write_artifact
 from worker.datasets import DatasetUnavailable, LoadedData, load_dataset
@@ -190,17 +191,49 @@ def _hand_back(job_id: str, attempt: int) -> None:
 
 
 def run_job(job_id: str, load: Callable[[str, str, str], LoadedData] = load_dataset) -> None:
-    """`load` maps (dataset id, sha256, target) to arrays; benchmarks pass their own data through it."""
+    """Start the fairest queued job on the queue of `job_id` (models.job_queue: the message is a token,
+    and the job it starts may be another tenant's), train it, and when it ends, pass its running slot
+    on. `load` maps (dataset id, sha256, target) to arrays; benchmarks pass their own data through it."""
     if SHUTTING_DOWN.is_set():
         return  # a message taken during shutdown; the job stays queued for another worker
     with session_scope() as session:
-        job = transition(session, job_id, JobStatus.RUNNING, source=JobStatus.QUEUED)
+        job = job_queue.claim_fair(session, get_settings(), job_id)
         if job is None:
-            log.info("job %s is not queued; nothing to do", job_id)
+            log.info("no queued job on the queue of job %s may start now; nothing to do", job_id)
             return
-        attempt, spec, task = job.attempts, job.spec, job.task
-        dataset_id, sha256 = job.dataset_id, job.dataset_sha256
+        claimed = ClaimedJob(
+            job.id, job.tenant_id, job.attempts, job.spec, job.task, job.dataset_id, job.dataset_sha256
+        )
+    try:
+        _run_claimed(claimed, load)
+    finally:
+        _pass_slot_on(claimed.tenant_id)
 
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    job_id: str
+    tenant_id: str
+    attempt: int
+    spec: dict[str, Any]
+    task: str
+    dataset_id: str
+    sha256: str
+
+
+def _pass_slot_on(tenant_id: str) -> None:
+    """The job ended or went back to the queue: one of its tenant's running slots is free. Best effort:
+    if the database or broker is down, the sweeper re-sends for the jobs that could start."""
+    try:
+        with session_scope() as session:
+            job_queue.publish_freed_slot(session, get_settings(), tenant_id)
+    except Exception:
+        log.warning("could not pass on a running slot of tenant %s; the sweeper will", tenant_id, exc_info=True)
+
+
+def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str], LoadedData]) -> None:
+    job_id, attempt, spec, task = claimed.job_id, claimed.attempt, claimed.spec, claimed.task
+    dataset_id, sha256 = claimed.dataset_id, claimed.sha256
     settings = get_settings()
     checkpoint = settings.artifacts_dir / "checkpoints" / f"{job_id}.safetensors"
     with Lease(job_id, attempt, settings.job_time_limit_seconds) as lease:
@@ -239,7 +272,7 @@ def run_job(job_id: str, load: Callable[[str, str, str], LoadedData] = load_data
             )
             return
 
-    result = _finite(outcome.result)
+    result = _finite(outcome.result.to_json())
     done = _finish(
         job_id,
         attempt,

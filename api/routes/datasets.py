@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import IdempotencyKeyDep, SessionDep, SettingsDep
+from api.deps import IdempotencyKeyDep, Reader, SessionDep, SettingsDep, Writer
 from api.schemas.common import ErrorRead, Limit, Offset
 from api.schemas.dataset import NAME_RULE, BuiltinRead, DatasetPage, DatasetRead, SyntheticCreate
 from api.services import datasets
@@ -54,41 +54,48 @@ UPLOAD_BODY = {
     },
 )
 async def upload_dataset(
-    request: Request, session: SessionDep, settings: SettingsDep, idempotency_key: IdempotencyKeyDep = None
+    request: Request,
+    caller: Writer,
+    session: SessionDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKeyDep = None,
 ) -> dict[str, Any]:
     """Upload a dataset file; it is validated, profiled and stored as the next version of its name."""
     upload = await receive_upload(request, settings)
-    return await run_in_threadpool(datasets.upload, session, settings, upload, idempotency_key)
+    return await run_in_threadpool(datasets.upload, session, settings, caller.tenant_id, upload, idempotency_key)
 
 
 @router.post("/synthetic", status_code=status.HTTP_201_CREATED, response_model=DatasetRead)
-def create_synthetic(body: SyntheticCreate, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+def create_synthetic(
+    body: SyntheticCreate, caller: Writer, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
     """Generate a stored, versioned dataset of informative, correlated-group and noise features."""
-    return datasets.dataset_read(datasets.create_synthetic(session, settings, body))
+    return datasets.dataset_read(datasets.create_synthetic(session, settings, caller.tenant_id, body))
 
 
 @router.get("/builtin", response_model=list[BuiltinRead])
-def list_builtins() -> list[dict[str, Any]]:
+def list_builtins(_caller: Reader) -> list[dict[str, Any]]:
     """The built-in datasets (scikit-learn's bundled files), usable as `builtin:NAME` with no upload."""
     return datasets.builtin_reads()
 
 
 @router.get("", response_model=DatasetPage)
 def list_datasets(
+    caller: Reader,
     session: SessionDep,
     name: Annotated[str | None, Query(description="Only the versions of this name.")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """List datasets, newest first."""
-    rows, total = datasets.list_datasets(session, name, limit, offset)
+    rows, total = datasets.list_datasets(session, caller.tenant_id, name, limit, offset)
     return {"items": [datasets.dataset_read(row) for row in rows], "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead, responses=NOT_FOUND)
-def get_dataset(dataset_id: str, session: SessionDep) -> dict[str, Any]:
+def get_dataset(dataset_id: str, caller: Reader, session: SessionDep) -> dict[str, Any]:
     """A dataset version with its profile: columns, missing values, ranges, the target's class balance."""
-    return datasets.dataset_read(datasets.get_dataset(session, dataset_id))
+    return datasets.dataset_read(datasets.get_dataset(session, caller.tenant_id, dataset_id))
 
 
 @router.delete(
@@ -96,6 +103,6 @@ def get_dataset(dataset_id: str, session: SessionDep) -> dict[str, Any]:
     status_code=status.HTTP_204_NO_CONTENT,
     responses={**NOT_FOUND, 409: {"model": ErrorRead, "description": "A queued or running job uses it."}},
 )
-def delete_dataset(dataset_id: str, session: SessionDep, settings: SettingsDep) -> None:
+def delete_dataset(dataset_id: str, caller: Writer, session: SessionDep, settings: SettingsDep) -> None:
     """Delete a dataset version (its jobs keep their records); refused while a queued or running job uses it."""
-    datasets.delete_dataset(session, settings, dataset_id)
+    datasets.delete_dataset(session, settings, caller.tenant_id, dataset_id)

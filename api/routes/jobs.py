@@ -5,11 +5,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, status
 from fastapi.responses import FileResponse
 
-from api.deps import IdempotencyKeyDep, SessionDep, SettingsDep
+from api.deps import IdempotencyKeyDep, Reader, SessionDep, SettingsDep, Writer
 from api.schemas.common import ErrorRead, Limit, Offset
 from api.schemas.job import JobCreate, JobPage, JobRead, JobStatusName, MetricsRead, RetrainRead, WeightsRead
 from api.schemas.prediction import PredictionRead, PredictRequest
-from api.services import artifacts, jobs, schedules
+from api.services import artifacts, jobs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -27,30 +27,32 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorRead, "descrip
 )
 def create_job(
     body: Annotated[JobCreate, Body()],
+    caller: Writer,
     session: SessionDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyDep = None,
 ) -> dict[str, Any]:
     """Submit a training job; it is queued and trained by a worker. Defaults are filled in the stored spec."""
-    return jobs.submit(session, settings, body, idempotency_key)
+    return jobs.submit(session, settings, caller.tenant_id, body, idempotency_key)
 
 
 @router.get("", response_model=JobPage)
 def list_jobs(
+    caller: Reader,
     session: SessionDep,
     status: Annotated[JobStatusName | None, Query(description="Only jobs in this status.")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """List jobs, newest first."""
-    items, total = jobs.list_jobs(session, status, limit, offset)
+    items, total = jobs.list_jobs(session, caller.tenant_id, status, limit, offset)
     return {"items": [jobs.job_read(job) for job in items], "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=NOT_FOUND)
-def get_job(job_id: str, session: SessionDep) -> dict[str, Any]:
+def get_job(job_id: str, caller: Reader, session: SessionDep) -> dict[str, Any]:
     """A job: its status, progress, normalized spec, and its result once it has succeeded."""
-    return jobs.job_read(jobs.get_job(session, job_id))
+    return jobs.job_read(jobs.get_job(session, caller.tenant_id, job_id))
 
 
 @router.post(
@@ -59,25 +61,26 @@ def get_job(job_id: str, session: SessionDep) -> dict[str, Any]:
     response_model=JobRead,
     responses={**NOT_FOUND, 409: {"model": ErrorRead, "description": "The job has already finished."}},
 )
-def cancel_job(job_id: str, session: SessionDep) -> dict[str, Any]:
+def cancel_job(job_id: str, caller: Writer, session: SessionDep) -> dict[str, Any]:
     """Cancel a queued job at once, or stop a running one at its next step; what it recorded is kept."""
-    return jobs.job_read(jobs.cancel_job(session, job_id))
+    return jobs.job_read(jobs.cancel_job(session, caller.tenant_id, job_id))
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsRead, responses=NOT_FOUND)
-def get_metrics(job_id: str, session: SessionDep) -> dict[str, Any]:
+def get_metrics(job_id: str, caller: Reader, session: SessionDep) -> dict[str, Any]:
     """Per-epoch metrics: data loss and penalty terms kept apart, validation metrics, weight norms."""
-    return {"epochs": jobs.job_metrics(session, job_id)}
+    return {"epochs": jobs.job_metrics(session, caller.tenant_id, job_id)}
 
 
 @router.get("/{job_id}/weights", response_model=WeightsRead, responses=NOT_FOUND)
 def get_weights(
     job_id: str,
+    caller: Reader,
     session: SessionDep,
     epoch: Annotated[int | None, Query(ge=1, description="Epoch (default: the final weights).")] = None,
 ) -> dict[str, Any]:
     """Per-layer weight statistics (norms, exact and near-zero sparsity, histogram) at an epoch."""
-    return jobs.job_weights(session, job_id, epoch)
+    return jobs.job_weights(session, caller.tenant_id, job_id, epoch)
 
 
 @router.get(
@@ -92,10 +95,10 @@ def get_weights(
         },
     },
 )
-def get_artifact(job_id: str, session: SessionDep, settings: SettingsDep) -> FileResponse:
+def get_artifact(job_id: str, caller: Reader, session: SessionDep, settings: SettingsDep) -> FileResponse:
     """The trained weights as safetensors, with the normalized spec, feature names, class labels and
     standardization statistics in its metadata."""
-    path = artifacts.artifact_path(session, settings, job_id)
+    path = artifacts.artifact_path(session, settings, caller.tenant_id, job_id)
     return FileResponse(path, media_type="application/octet-stream", filename=f"regtrain-{job_id}.safetensors")
 
 
@@ -109,12 +112,23 @@ def get_artifact(job_id: str, session: SessionDep, settings: SettingsDep) -> Fil
         413: {"model": ErrorRead, "description": "More rows than one request may carry."},
     },
 )
-def predict(job_id: str, body: PredictRequest, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+def predict(
+    job_id: str, body: PredictRequest, caller: Reader, session: SessionDep, settings: SettingsDep
+) -> dict[str, Any]:
     """Predict with a succeeded job's weights: raw feature rows in, class labels (with probabilities) or values out."""
-    return artifacts.predict_rows(session, settings, job_id, body)
+    return artifacts.predict_rows(session, settings, caller.tenant_id, job_id, body)
 
 
-@router.post("/{job_id}/retrain", status_code=status.HTTP_201_CREATED, response_model=RetrainRead, responses=NOT_FOUND)
-def retrain(job_id: str, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+@router.post(
+    "/{job_id}/retrain",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RetrainRead,
+    responses={
+        **NOT_FOUND,
+        422: {"model": ErrorRead, "description": "The dataset's newest version no longer fits the spec."},
+        429: {"model": ErrorRead, "description": "Too many jobs are queued; retry later (see Retry-After)."},
+    },
+)
+def retrain(job_id: str, caller: Writer, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     """A new job with the same spec on the newest version of the same dataset; says what changed."""
-    return schedules.retrain(session, settings, job_id)
+    return jobs.retrain(session, settings, caller.tenant_id, job_id)

@@ -4,7 +4,7 @@ from typing import Any
 
 from fastapi import APIRouter, status
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import Reader, SessionDep, SettingsDep, Writer
 from api.schemas.common import ErrorRead, Limit, Offset
 from api.schemas.job import JobRead
 from api.schemas.schedule import RunPage, ScheduleCreate, SchedulePage, ScheduleRead, ScheduleUpdate
@@ -17,52 +17,67 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorRead, "descrip
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ScheduleRead)
-def create_schedule(body: ScheduleCreate, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+def create_schedule(body: ScheduleCreate, caller: Writer, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     """Create a cron schedule that submits its job template at each slot (exactly once per slot)."""
-    return schedules.schedule_read(schedules.create_schedule(session, settings, body, schedules.now()))
+    return schedules.schedule_read(
+        schedules.create_schedule(session, settings, caller.tenant_id, body, schedules.now())
+    )
 
 
 @router.get("", response_model=SchedulePage)
-def list_schedules(session: SessionDep, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
+def list_schedules(caller: Reader, session: SessionDep, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
     """List schedules, newest first, with their next slot."""
-    rows, total = schedules.list_schedules(session, limit, offset)
+    rows, total = schedules.list_schedules(session, caller.tenant_id, limit, offset)
     return {"items": [schedules.schedule_read(s) for s in rows], "total": total, "limit": limit, "offset": offset}
 
 
 @router.get("/{schedule_id}", response_model=ScheduleRead, responses=NOT_FOUND)
-def get_schedule(schedule_id: str, session: SessionDep) -> dict[str, Any]:
+def get_schedule(schedule_id: str, caller: Reader, session: SessionDep) -> dict[str, Any]:
     """A schedule and its next slot."""
-    return schedules.schedule_read(schedules.get_schedule(session, schedule_id))
+    return schedules.schedule_read(schedules.get_schedule(session, caller.tenant_id, schedule_id))
 
 
 @router.patch("/{schedule_id}", response_model=ScheduleRead, responses=NOT_FOUND)
 def update_schedule(
-    schedule_id: str, body: ScheduleUpdate, session: SessionDep, settings: SettingsDep
+    schedule_id: str, body: ScheduleUpdate, caller: Writer, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
     """Change a schedule (enable, disable, cron, template...); it takes effect from the next slot."""
-    return schedules.schedule_read(schedules.update_schedule(session, settings, schedule_id, body, schedules.now()))
+    return schedules.schedule_read(
+        schedules.update_schedule(session, settings, caller.tenant_id, schedule_id, body, schedules.now())
+    )
 
 
 @router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
-def delete_schedule(schedule_id: str, session: SessionDep) -> None:
+def delete_schedule(schedule_id: str, caller: Writer, session: SessionDep) -> None:
     """Delete a schedule; the jobs it made are kept."""
-    schedules.delete_schedule(session, schedule_id)
+    schedules.delete_schedule(session, caller.tenant_id, schedule_id)
 
 
-@router.post("/{schedule_id}/trigger", status_code=status.HTTP_201_CREATED, response_model=JobRead, responses=NOT_FOUND)
-def trigger(schedule_id: str, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+@router.post(
+    "/{schedule_id}/trigger",
+    status_code=status.HTTP_201_CREATED,
+    response_model=JobRead,
+    responses={
+        **NOT_FOUND,
+        409: {"model": ErrorRead, "description": "Triggered at this same instant already; retry."},
+        422: {"model": ErrorRead, "description": "The template no longer fits its dataset."},
+        429: {"model": ErrorRead, "description": "Too many jobs are queued; retry later (see Retry-After)."},
+    },
+)
+def trigger(schedule_id: str, caller: Writer, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
     """Run the schedule's job now, outside its calendar."""
-    return job_read(schedules.trigger(session, settings, schedule_id, schedules.now()))
+    return job_read(schedules.trigger(session, settings, caller.tenant_id, schedule_id, schedules.now()))
 
 
 @router.get("/{schedule_id}/runs", response_model=RunPage, responses=NOT_FOUND)
 def list_runs(
     schedule_id: str,
+    caller: Reader,
     session: SessionDep,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> dict[str, Any]:
     """Its slots, newest first: the job each started (status, dataset version, validation metric and
     its change from the previous successful run), or why the slot was skipped."""
-    items, total = schedules.list_runs(session, schedule_id, limit, offset)
+    items, total = schedules.list_runs(session, caller.tenant_id, schedule_id, limit, offset)
     return {"items": items, "total": total, "limit": limit, "offset": offset}

@@ -7,7 +7,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
 
-from api.schemas.common import StrictModel
+from api.schemas.common import Page, StrictModel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 NAME_RULE = "1 to 200 letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -61,11 +61,8 @@ class DatasetRead(BaseModel):
     created_at: datetime
 
 
-class DatasetPage(BaseModel):
-    items: list[DatasetRead]
-    total: int
-    limit: int
-    offset: int
+class DatasetPage(Page[DatasetRead]):
+    """Datasets, newest first."""
 
 
 class BuiltinRead(BaseModel):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal, NotRequired, Self
+from typing import Annotated, Any, Literal, NotRequired, Self
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from typing_extensions import TypedDict
 
-from api.schemas.common import StrictModel
+from api.schemas.common import FloatPair, Page, StrictModel
+from models.job_status import JobStatus
 
 OBJECTIVE = (
     "regtrain minimizes J(w) = (1/n) * sum_i loss_i + l1 * sum|w| + (l2 / 2) * sum w^2, where loss_i is "
@@ -17,7 +18,8 @@ OBJECTIVE = (
     "penalized tensors (weights; biases and normalization parameters are excluded by default)."
 )
 
-JobStatusName = Literal["queued", "running", "succeeded", "failed", "canceled"]
+# The job status enum of the table and the state machine; the old name stays for the routes' query parameter.
+JobStatusName = JobStatus
 
 
 class ModelSpec(StrictModel):
@@ -141,7 +143,7 @@ class OptimizerSpec(StrictModel):
     )
     lr: float = Field(0.01, gt=0.0, le=10.0, description="Learning rate (step size).")
     momentum: float = Field(0.0, ge=0.0, lt=1.0, description="Heavy-ball momentum of sgd. Adam and AdamW use betas.")
-    betas: tuple[float, float] = Field(
+    betas: FloatPair = Field(
         (0.9, 0.999), description="Decay rates of Adam's first and second moment estimates, each in [0, 1)."
     )
 
@@ -250,20 +252,28 @@ class JobError(BaseModel):
 
 
 class SplitMetrics(TypedDict):
-    data_loss: float
-    accuracy: NotRequired[float]
-    r2: NotRequired[float]
-    rmse: NotRequired[float]
-    l1_penalty: NotRequired[float]
-    l2_penalty: NotRequired[float]
+    """Metrics of one split, in eval mode: accuracy for classification, r2 and rmse for regression (the
+    others are absent)."""
+
+    data_loss: Annotated[float, Field(description="Mean cross-entropy, or mean (1/2)(y - y_hat)^2.")]
+    accuracy: NotRequired[Annotated[float, Field(description="Share of rows classified correctly.")]]
+    r2: NotRequired[Annotated[float, Field(description="Coefficient of determination.")]]
+    rmse: NotRequired[Annotated[float, Field(description="Root mean squared error.")]]
+
+
+class TrainMetrics(SplitMetrics):
+    """The training split's metrics, with the penalty terms of the objective at the final weights."""
+
+    l1_penalty: Annotated[float, Field(description="l1 * sum|w| over the penalized tensors.")]
+    l2_penalty: Annotated[float, Field(description="(l2 / 2) * sum w^2 over the penalized tensors.")]
 
 
 class WeightTotals(TypedDict):
     count: int
-    l1_norm: float
-    l2_norm: float
-    zero_fraction: float
-    near_zero_fraction: float
+    l1_norm: Annotated[float, Field(description="sum |w|")]
+    l2_norm: Annotated[float, Field(description="sqrt(sum w^2)")]
+    zero_fraction: Annotated[float, Field(description="Share of entries exactly 0.")]
+    near_zero_fraction: Annotated[float, Field(description="Share of entries with |w| < 1e-3.")]
 
 
 class PenalizedTensor(TypedDict):
@@ -273,28 +283,43 @@ class PenalizedTensor(TypedDict):
     weight_decay: float
 
 
+class TrainingTiming(TypedDict):
+    """Where the training time went, summed over the epochs."""
+
+    steps_seconds: Annotated[float, Field(description="Forward, backward and optimizer steps.")]
+    evaluation_seconds: Annotated[float, Field(description="Per-epoch evaluation (training sample, validation).")]
+    reporting_seconds: Annotated[float, Field(description="Weight statistics, storing metrics and checkpoints.")]
+
+
 class JobResult(BaseModel):
+    """What the worker's training engine computed (worker/training/results.py, TrainingResult); a test
+    holds the two field sets equal (tests/api/test_result_contract.py), so nothing the engine computes is
+    dropped here."""
+
     epochs_run: int
     best_epoch: int = Field(
         description="Epoch with the lowest validation data loss (training loss without validation)."
     )
     weights_epoch: int = Field(description="Epoch whose weights the artifact holds (best_epoch after early stopping).")
-    train: SplitMetrics = Field(
+    train: TrainMetrics = Field(
         description="Training split, eval mode, with the penalty terms l1_penalty and l2_penalty."
     )
-    validation: SplitMetrics | None
-    test: SplitMetrics | None = None
+    validation: SplitMetrics | None = Field(description="Validation split; null when validation_fraction is 0.")
+    test: SplitMetrics | None = Field(None, description="Test split; null when test_fraction is 0.")
     weights: WeightTotals = Field(description="Totals over the penalized tensors of the final weights.")
     penalized: list[PenalizedTensor] = Field(description="The tensors the penalties applied to, with coefficients.")
     device: str
     seconds: float = Field(description="Wall time of training, data preparation included.")
     samples_per_second: float = Field(description="Training rows processed per second of optimizer steps.")
+    timing: TrainingTiming | None = Field(
+        None, description="Training time by phase; null for jobs trained before it was recorded."
+    )
 
 
 class JobRead(BaseModel):
     id: str
     name: str | None
-    status: JobStatusName
+    status: JobStatus
     task: Literal["classification", "regression"]
     task_reason: str = Field(description="`given`, or the rule that inferred the task from the target.")
     spec: JobCreate = Field(description="The normalized spec: defaults filled in, elastic_net resolved to l1/l2.")
@@ -311,11 +336,8 @@ class JobRead(BaseModel):
     parent_id: str | None = Field(description="The job this one retrains, if any.")
 
 
-class JobPage(BaseModel):
-    items: list[JobRead]
-    total: int = Field(description="Jobs matching the filter, over all pages.")
-    limit: int
-    offset: int
+class JobPage(Page[JobRead]):
+    """Jobs matching the filter, newest first."""
 
 
 class EpochRead(TypedDict):
@@ -323,10 +345,11 @@ class EpochRead(TypedDict):
     train_data_loss: float
     l1_penalty: float
     l2_penalty: float
+    # Null when the job holds out no validation split (training.validation_fraction 0).
     val_data_loss: NotRequired[float | None]
-    val_accuracy: NotRequired[float]
-    val_r2: NotRequired[float]
-    val_rmse: NotRequired[float]
+    val_accuracy: NotRequired[float | None]
+    val_r2: NotRequired[float | None]
+    val_rmse: NotRequired[float | None]
     l1_norm: float
     l2_norm: float
     zero_fraction: float
@@ -344,6 +367,8 @@ class Histogram(BaseModel):
 
 
 class LayerRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     name: str = Field(description="The tensor's name in the artifact.")
     penalized: bool
     shape: list[int]

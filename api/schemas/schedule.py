@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
-from api.schemas.common import StrictModel
-from api.schemas.job import EXAMPLE_JOB, DatasetRef, JobCreate, JobStatusName
+from api.schemas.common import Page, StrictModel, drop_null_from_schema, refuse_null
+from api.schemas.job import EXAMPLE_JOB, DatasetRef, JobCreate
+from models.job_status import JobStatus
 
 CRON_HELP = (
     "Cron expression: minute hour day-of-month month day-of-week (e.g. `0 3 * * *` is 03:00 every day), "
@@ -47,21 +48,35 @@ class ScheduleCreate(StrictModel):
 
 
 class ScheduleUpdate(StrictModel):
-    name: str | None = Field(None, min_length=1, max_length=200)
-    cron: str | None = Field(None, min_length=1, max_length=200, description=CRON_HELP)
-    timezone: str | None = Field(None, max_length=64)
-    job: JobCreate | None = None
-    enabled: bool | None = None
-    overlap: Literal["skip", "queue"] | None = None
-    catch_up: Literal["skip", "run_once"] | None = None
+    """A partial update: a field left out keeps its current value; a field given replaces it. No field
+    may be null (`{"cron": null}` is refused with 422): to stop a schedule, send `{"enabled": false}`."""
+
+    model_config = StrictModel.model_config | {"json_schema_extra": drop_null_from_schema}
+
+    # None below only ever means "left out": explicit nulls are refused before validation.
+    name: str | None = Field(None, min_length=1, max_length=200, description="New name. Leave out to keep it.")
+    cron: str | None = Field(
+        None, min_length=1, max_length=200, description=CRON_HELP + " Leave out to keep the current one."
+    )
+    timezone: str | None = Field(None, max_length=64, description="IANA time zone name. Leave out to keep it.")
+    job: JobCreate | None = Field(None, description="A new job template (replaces the whole template).")
+    enabled: bool | None = Field(None, description="false pauses the schedule, true resumes it from the next slot.")
+    overlap: Literal["skip", "queue"] | None = Field(None, description="See ScheduleCreate. Leave out to keep it.")
+    catch_up: Literal["skip", "run_once"] | None = Field(None, description="See ScheduleCreate. Leave out to keep it.")
+
+    _no_nulls = field_validator("*", mode="before")(refuse_null)
 
 
 class ScheduleRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     name: str
     cron: str
     timezone: str
-    job: dict[str, Any] = Field(description="The job template, as given.")
+    job: dict[str, Any] = Field(
+        description="The job template, as given.", validation_alias=AliasChoices("job", "job_template")
+    )
     enabled: bool
     overlap: Literal["skip", "queue"]
     catch_up: Literal["skip", "run_once"]
@@ -70,16 +85,13 @@ class ScheduleRead(BaseModel):
     updated_at: datetime
 
 
-class SchedulePage(BaseModel):
-    items: list[ScheduleRead]
-    total: int
-    limit: int
-    offset: int
+class SchedulePage(Page[ScheduleRead]):
+    """Schedules, newest first."""
 
 
 class RunJob(BaseModel):
     id: str
-    status: JobStatusName
+    status: JobStatus
     dataset: DatasetRef
     metric: str | None = Field(description="The headline validation metric: accuracy or r2.")
     value: float | None = Field(description="Its value, once the job has succeeded.")
@@ -95,8 +107,5 @@ class RunRead(BaseModel):
     created_at: datetime
 
 
-class RunPage(BaseModel):
-    items: list[RunRead] = Field(description="Newest slot first.")
-    total: int
-    limit: int
-    offset: int
+class RunPage(Page[RunRead]):
+    """A schedule's slots, newest slot first."""

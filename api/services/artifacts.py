@@ -16,8 +16,8 @@ from core.features import encode
 from core.settings import Settings
 
 
-def artifact_path(session: Session, settings: Settings, job_id: str) -> Path:
-    job = get_job(session, job_id)
+def artifact_path(session: Session, settings: Settings, tenant_id: str, job_id: str) -> Path:
+    job = get_job(session, tenant_id, job_id)
     if job.status != "succeeded" or job.artifact_key is None:
         raise Conflict(f"Job {job_id} is {job.status}; it has trained weights only once it has succeeded.")
     path = settings.artifacts_dir / job.artifact_key
@@ -26,8 +26,10 @@ def artifact_path(session: Session, settings: Settings, job_id: str) -> Path:
     return path
 
 
-def predict_rows(session: Session, settings: Settings, job_id: str, body: PredictRequest) -> dict[str, Any]:
-    artifact = load_artifact(artifact_path(session, settings, job_id))
+def predict_rows(
+    session: Session, settings: Settings, tenant_id: str, job_id: str, body: PredictRequest
+) -> dict[str, Any]:
+    artifact = load_artifact(artifact_path(session, settings, tenant_id, job_id))
     count = len(body.rows or body.records or [])
     if count > MAX_PREDICT_ROWS:
         raise TooLarge(f"{count} rows is more than {MAX_PREDICT_ROWS} per request; send them in smaller batches.")

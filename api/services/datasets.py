@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from api.ingest import Ingested, IngestLimits, ingest
 from api.schemas.dataset import NAME_PATTERN, NAME_RULE, SyntheticCreate
-from api.services import idempotency
+from api.services import idempotency, quotas
 from api.services.synthetic import generate
 from api.services.uploads import ReceivedUpload
 from core.builtins import BUILTIN_PREFIX, BUILTINS, BuiltinDataset
@@ -109,7 +109,14 @@ def _store(settings: Settings, sha256: str, ingested: Ingested, staging: Path) -
 
 def _insert_version(session: Session, **values: Any) -> Dataset:
     for attempt in range(VERSION_ATTEMPTS):
-        latest = session.scalar(select(func.max(Dataset.version)).where(Dataset.name == values["name"])) or 0
+        latest = (
+            session.scalar(
+                select(func.max(Dataset.version)).where(
+                    Dataset.tenant_id == values["tenant_id"], Dataset.name == values["name"]
+                )
+            )
+            or 0
+        )
         row = Dataset(version=latest + 1, **values)
         session.add(row)
         try:
@@ -147,18 +154,20 @@ def _ingest_into_store(
     return ingested.format, ingested.kind, ingested.rows, columns, checked
 
 
-def create_from_upload(session: Session, settings: Settings, upload: ReceivedUpload) -> Dataset:
+def create_from_upload(session: Session, settings: Settings, tenant_id: str, upload: ReceivedUpload) -> Dataset:
     try:
         name = _check_name(upload.fields.get("name"))
         _check_filename(upload.filename)
         if upload.size_bytes == 0:
             raise InvalidInput("The file is empty.")
+        quotas.check_storage(session, settings, tenant_id, upload.size_bytes)
         settings.ensure_home()
         fmt, kind, rows, columns, target = _ingest_into_store(
             settings, session, upload.path, upload.filename, upload.sha256, upload.fields.get("target") or None
         )
         return _insert_version(
             session,
+            tenant_id=tenant_id,
             name=name,
             format=fmt,
             kind=kind,
@@ -173,7 +182,9 @@ def create_from_upload(session: Session, settings: Settings, upload: ReceivedUpl
         upload.discard()
 
 
-def upload(session: Session, settings: Settings, received: ReceivedUpload, key: str | None) -> dict[str, Any]:
+def upload(
+    session: Session, settings: Settings, tenant_id: str, received: ReceivedUpload, key: str | None
+) -> dict[str, Any]:
     """POST /v1/datasets: store (at most once per Idempotency-Key) and return the dataset."""
     request_hash = idempotency.body_hash(
         {"sha256": received.sha256, "filename": received.filename, "fields": received.fields}
@@ -182,16 +193,17 @@ def upload(session: Session, settings: Settings, received: ReceivedUpload, key: 
         return idempotency.run_once(
             session,
             settings,
+            tenant_id,
             "POST /v1/datasets",
             key,
             request_hash,
-            lambda: dataset_read(create_from_upload(session, settings, received)),
+            lambda: dataset_read(create_from_upload(session, settings, tenant_id, received)),
         )
     finally:
         received.discard()
 
 
-def create_synthetic(session: Session, settings: Settings, body: SyntheticCreate) -> Dataset:
+def create_synthetic(session: Session, settings: Settings, tenant_id: str, body: SyntheticCreate) -> Dataset:
     table, record = generate(body)
     settings.ensure_home()
     with tempfile.TemporaryDirectory(dir=settings.home) as scratch:
@@ -200,8 +212,10 @@ def create_synthetic(session: Session, settings: Settings, body: SyntheticCreate
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
         _, kind, rows, columns, target = _ingest_into_store(settings, session, path, None, sha256, body.target)
         size = path.stat().st_size
+    quotas.check_storage(session, settings, tenant_id, size)
     return _insert_version(
         session,
+        tenant_id=tenant_id,
         name=body.name,
         format="synthetic",
         kind=kind,
@@ -215,8 +229,10 @@ def create_synthetic(session: Session, settings: Settings, body: SyntheticCreate
     )
 
 
-def list_datasets(session: Session, name: str | None, limit: int, offset: int) -> tuple[list[Dataset], int]:
-    query = select(Dataset)
+def list_datasets(
+    session: Session, tenant_id: str, name: str | None, limit: int, offset: int
+) -> tuple[list[Dataset], int]:
+    query = select(Dataset).where(Dataset.tenant_id == tenant_id)
     if name is not None:
         query = query.where(Dataset.name == name)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -226,15 +242,21 @@ def list_datasets(session: Session, name: str | None, limit: int, offset: int) -
     return list(rows), total
 
 
-def get_dataset(session: Session, dataset_id: str) -> Dataset:
+def _owned(session: Session, tenant_id: str, dataset_id: str) -> Dataset | None:
+    """Another tenant's dataset is as unknown as one that never existed: ids must not be probeable."""
     row = session.get(Dataset, dataset_id) if UUID_PATTERN.match(dataset_id) else None
+    return row if row is not None and row.tenant_id == tenant_id else None
+
+
+def get_dataset(session: Session, tenant_id: str, dataset_id: str) -> Dataset:
+    row = _owned(session, tenant_id, dataset_id)
     if row is None:
         raise NotFound(f"There is no dataset with id {dataset_id!r}.")
     return row
 
 
-def delete_dataset(session: Session, settings: Settings, dataset_id: str) -> None:
-    row = get_dataset(session, dataset_id)
+def delete_dataset(session: Session, settings: Settings, tenant_id: str, dataset_id: str) -> None:
+    row = get_dataset(session, tenant_id, dataset_id)
     active = session.scalar(
         select(func.count())
         .select_from(Job)
@@ -252,8 +274,9 @@ def delete_dataset(session: Session, settings: Settings, dataset_id: str) -> Non
         shutil.rmtree(dataset_dir(settings, sha256), ignore_errors=True)
 
 
-def resolve_dataset(session: Session, ref: str) -> ResolvedDataset:
-    """`builtin:NAME`, a dataset id, `NAME@latest` or `NAME@VERSION`, as of now."""
+def resolve_dataset(session: Session, tenant_id: str, ref: str) -> ResolvedDataset:
+    """`builtin:NAME` (shared by every tenant), or one of the tenant's datasets by id, `NAME@latest` or
+    `NAME@VERSION`, as of now."""
     if ref.startswith(BUILTIN_PREFIX):
         builtin = BUILTINS.get(ref.removeprefix(BUILTIN_PREFIX))
         if builtin is None:
@@ -271,10 +294,10 @@ def resolve_dataset(session: Session, ref: str) -> ResolvedDataset:
             builtin=builtin,
         )
     if UUID_PATTERN.match(ref):
-        row = session.get(Dataset, ref)
+        row = _owned(session, tenant_id, ref)
     elif "@" in ref:
         name, _, version = ref.rpartition("@")
-        query = select(Dataset).where(Dataset.name == name)
+        query = select(Dataset).where(Dataset.tenant_id == tenant_id, Dataset.name == name)
         if version == "latest":
             row = session.scalars(query.order_by(Dataset.version.desc()).limit(1)).first()
         elif version.isdigit():

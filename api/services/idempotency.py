@@ -36,12 +36,12 @@ def _expire(session: Session, settings: Settings) -> None:
     session.commit()
 
 
-def _replay(session: Session, scope: str, key: str, request_hash: str) -> dict[str, Any] | None:
+def _replay(session: Session, tenant_id: str, scope: str, key: str, request_hash: str) -> dict[str, Any] | None:
     """The stored response for a repeat, waiting for a first request still in progress."""
     deadline = time.monotonic() + WAIT_SECONDS
     while True:
         session.expire_all()
-        row = session.get(IdempotencyKey, (scope, key))
+        row = session.get(IdempotencyKey, (tenant_id, scope, key))
         if row is None:
             return None  # the first request failed and let its key go: this one proceeds
         if row.request_hash != request_hash:
@@ -59,35 +59,41 @@ def _replay(session: Session, scope: str, key: str, request_hash: str) -> dict[s
 def run_once(
     session: Session,
     settings: Settings,
+    tenant_id: str,
     scope: str,
     key: str | None,
     request_hash: str,
     act: Callable[[], dict[str, Any]],
 ) -> dict[str, Any]:
-    """`act()` once per (scope, key); its JSON-ready response is kept for repeats."""
+    """`act()` once per (tenant, scope, key); its JSON-ready response is kept for repeats. Keys are per
+    tenant: another tenant's identical key is another key."""
     if key is None:
         return act()
     if not 1 <= len(key) <= 200:
         raise InvalidInput("An Idempotency-Key must have 1 to 200 characters.")
     _expire(session, settings)
     for _ in range(2):
-        session.add(IdempotencyKey(scope=scope, key=key, request_hash=request_hash))
+        session.add(IdempotencyKey(tenant_id=tenant_id, scope=scope, key=key, request_hash=request_hash))
         try:
             session.commit()
             break
         except IntegrityError:
             session.rollback()
-            stored = _replay(session, scope, key, request_hash)
+            stored = _replay(session, tenant_id, scope, key, request_hash)
             if stored is not None:
                 return stored
     try:
         response = jsonable_encoder(act())
     except BaseException:
         session.rollback()
-        session.execute(delete(IdempotencyKey).where(IdempotencyKey.scope == scope, IdempotencyKey.key == key))
+        session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.tenant_id == tenant_id, IdempotencyKey.scope == scope, IdempotencyKey.key == key
+            )
+        )
         session.commit()
         raise
-    row = session.get(IdempotencyKey, (scope, key))
+    row = session.get(IdempotencyKey, (tenant_id, scope, key))
     assert row is not None
     row.status_code, row.response = 201, response
     session.commit()

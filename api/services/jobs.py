@@ -1,21 +1,26 @@
-"""Job use cases: submit, read, list, cancel, and the job's metrics and weight statistics."""
+"""Job use cases: submit, retrain, read, list, cancel, and the job's metrics and weight statistics.
+
+Every path that creates a job (POST /v1/jobs, retrain, a schedule's trigger and its slots) goes through
+`create_job`, which applies the server's and the tenant's limits. Every read is scoped to the caller's
+tenant: another tenant's job is answered exactly as an unknown id."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.schemas.job import JobCreate
-from api.services import idempotency
+from api.schemas.job import JobCreate, LayerRead
+from api.services import idempotency, quotas
 from api.services.datasets import resolve_dataset
 from api.services.training_data import TrainingView, check_splits, training_view
 from core.architecture import output_units, parameter_shapes, unmatched_exclude_patterns
 from core.celery_app import enqueue_job
-from core.errors import Conflict, InvalidInput, NotFound, TooManyRequests
+from core.errors import Conflict, InvalidInput, NotFound
 from core.queues import queue_for_device
 from core.settings import Settings
 from models import EpochMetric, Job, JobStatus, LayerStat, transition
@@ -25,6 +30,7 @@ from models.base import new_id, utcnow
 def build_job(
     session: Session,
     settings: Settings,
+    tenant_id: str,
     body: JobCreate,
     *,
     schedule_id: str | None = None,
@@ -33,7 +39,7 @@ def build_job(
 ) -> Job:
     """Validate a job against its dataset (resolved now) and the server's limits, and build its row,
     not yet added to the session."""
-    dataset = resolve_dataset(session, body.dataset)
+    dataset = resolve_dataset(session, tenant_id, body.dataset)
     view = training_view(dataset, body.target, body.task)
     if body.training.epochs > settings.max_epochs:
         raise InvalidInput(
@@ -62,6 +68,7 @@ def build_job(
     return Job(
         # Assigned here, not at flush, so that records made with the job (a schedule's run) can name it.
         id=new_id(),
+        tenant_id=tenant_id,
         name=body.name,
         status=JobStatus.QUEUED.value,
         spec=spec,
@@ -84,14 +91,30 @@ def build_job(
     )
 
 
-def create_job(session: Session, settings: Settings, body: JobCreate, **lineage: Any) -> Job:
-    queued = session.scalar(select(func.count()).select_from(Job).where(Job.status == JobStatus.QUEUED.value)) or 0
-    if queued >= settings.max_queued_jobs:
-        raise TooManyRequests(f"{queued} jobs are already queued, this server's limit; retry when some have started.")
-    job = build_job(session, settings, body, **lineage)
+def create_job(
+    session: Session,
+    settings: Settings,
+    tenant_id: str,
+    body: JobCreate,
+    *,
+    records: Callable[[Job], Iterable[Any]] | None = None,
+    **lineage: Any,
+) -> Job:
+    """The one way a job comes to exist: limits, validation against its dataset, the row (with any
+    records made from it that must be committed with it, such as a schedule's slot), commit, then the
+    message.
+    An IntegrityError from the commit (a slot another scheduler took) reaches the caller, rolled back."""
+    quotas.check_new_jobs(session, settings, tenant_id)
+    job = build_job(session, settings, tenant_id, body, **lineage)
     session.add(job)
+    if records is not None:
+        session.add_all(list(records(job)))
     # Commit, then enqueue: the row exists before any message names it.
-    session.commit()
+    try:
+        session.commit()
+    except Exception:
+        session.rollback()
+        raise
     enqueue_job(job.id, job.queue)
     return job
 
@@ -114,27 +137,46 @@ def check_network(spec: dict[str, Any], view: TrainingView, max_parameters: int)
         )
 
 
-def submit(session: Session, settings: Settings, body: JobCreate, idempotency_key: str | None) -> dict[str, Any]:
+def submit(
+    session: Session, settings: Settings, tenant_id: str, body: JobCreate, idempotency_key: str | None
+) -> dict[str, Any]:
     """POST /v1/jobs: create (at most once per Idempotency-Key) and return the job."""
     return idempotency.run_once(
         session,
         settings,
+        tenant_id,
         "POST /v1/jobs",
         idempotency_key,
         idempotency.body_hash(body),
-        lambda: job_read(create_job(session, settings, body)),
+        lambda: job_read(create_job(session, settings, tenant_id, body)),
     )
 
 
-def get_job(session: Session, job_id: str) -> Job:
+def retrain(session: Session, settings: Settings, tenant_id: str, job_id: str) -> dict[str, Any]:
+    """The same spec on the newest version of the same dataset name."""
+    parent = get_job(session, tenant_id, job_id)
+    spec = dict(parent.spec)
+    if not parent.dataset_id.startswith("builtin:"):
+        spec["dataset"] = f"{parent.dataset_name}@latest"
+    job = create_job(session, settings, tenant_id, JobCreate.model_validate(spec), parent_id=parent.id)
+    changes = {}
+    if job.dataset_version != parent.dataset_version or job.dataset_sha256 != parent.dataset_sha256:
+        changes["dataset"] = {
+            "from": {"version": parent.dataset_version, "sha256": parent.dataset_sha256},
+            "to": {"version": job.dataset_version, "sha256": job.dataset_sha256},
+        }
+    return {"job": job_read(job), "changes": changes}
+
+
+def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
     job = session.get(Job, job_id)
-    if job is None:
+    if job is None or job.tenant_id != tenant_id:
         raise NotFound(f"There is no job with id {job_id!r}.")
     return job
 
 
-def list_jobs(session: Session, status: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
-    query = select(Job)
+def list_jobs(session: Session, tenant_id: str, status: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
+    query = select(Job).where(Job.tenant_id == tenant_id)
     if status is not None:
         query = query.where(Job.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -142,16 +184,16 @@ def list_jobs(session: Session, status: str | None, limit: int, offset: int) -> 
     return list(jobs), total
 
 
-def cancel_job(session: Session, job_id: str) -> Job:
+def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
     """Queued jobs are canceled at once; a running job is marked canceled and its worker, which checks
     at every step boundary, stops and keeps what it recorded."""
-    job = get_job(session, job_id)
+    job = get_job(session, tenant_id, job_id)
     updated = transition(
         session, job_id, JobStatus.CANCELED, error_type="canceled", error_message="Canceled on request."
     )
     if updated is None:
         session.rollback()
-        current = get_job(session, job_id)
+        current = get_job(session, tenant_id, job_id)
         session.refresh(current)
         raise Conflict(f"Job {job_id} has already {current.status}; only queued or running jobs can be canceled.")
     session.commit()
@@ -159,8 +201,8 @@ def cancel_job(session: Session, job_id: str) -> Job:
     return job
 
 
-def job_metrics(session: Session, job_id: str) -> list[dict[str, Any]]:
-    job = get_job(session, job_id)
+def job_metrics(session: Session, tenant_id: str, job_id: str) -> list[dict[str, Any]]:
+    job = get_job(session, tenant_id, job_id)
     rows = session.scalars(select(EpochMetric).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch))
     epochs = []
     for row in rows:
@@ -184,8 +226,8 @@ def job_metrics(session: Session, job_id: str) -> list[dict[str, Any]]:
     return epochs
 
 
-def job_weights(session: Session, job_id: str, epoch: int | None) -> dict[str, Any]:
-    job = get_job(session, job_id)
+def job_weights(session: Session, tenant_id: str, job_id: str, epoch: int | None) -> dict[str, Any]:
+    job = get_job(session, tenant_id, job_id)
     recorded = list(
         session.scalars(select(EpochMetric.epoch).where(EpochMetric.job_id == job_id).order_by(EpochMetric.epoch))
     )
@@ -219,22 +261,8 @@ def job_weights(session: Session, job_id: str, epoch: int | None) -> dict[str, A
 
 
 def _layer_dict(layer: LayerStat) -> dict[str, Any]:
-    return {
-        "name": layer.name,
-        "penalized": layer.penalized,
-        "shape": layer.shape,
-        "count": layer.count,
-        "l1_norm": layer.l1_norm,
-        "l2_norm": layer.l2_norm,
-        "max_abs": layer.max_abs,
-        "mean": layer.mean,
-        "std": layer.std,
-        "zero_fraction": layer.zero_fraction,
-        "near_zero_fraction": layer.near_zero_fraction,
-        "dead_units": layer.dead_units,
-        "spectral_norm": layer.spectral_norm,
-        "histogram": layer.histogram,
-    }
+    # The response schema reads the row itself (from_attributes): a column it names cannot be left out.
+    return LayerRead.model_validate(layer).model_dump()
 
 
 def dataset_ref(job: Job) -> dict[str, Any]:

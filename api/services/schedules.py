@@ -17,14 +17,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.schemas.job import JobCreate
-from api.schemas.schedule import ScheduleCreate, ScheduleUpdate
-from api.services.jobs import build_job, create_job, dataset_ref, get_job, job_read
-from core.celery_app import enqueue_job
-from core.cron import Cron, CronError, timezone
-from core.errors import DomainError, InvalidInput, NotFound
+from api.schemas.schedule import ScheduleCreate, ScheduleRead, ScheduleUpdate
+from api.services.jobs import build_job, create_job, dataset_ref
+from core.errors import Conflict, DomainError, InvalidInput, NotFound
 from core.settings import Settings
 from models import Job, JobStatus, Schedule, ScheduleRun
 from models.base import utcnow
+from scheduler.cron import Cron, CronError, timezone
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +46,18 @@ def next_slot(expression: str, zone: str, after: datetime) -> datetime:
         raise InvalidInput(f"The schedule's cron expression is invalid: {exc}.") from exc
 
 
-def _validate_template(session: Session, settings: Settings, template: JobCreate) -> None:
+def _validate_template(session: Session, settings: Settings, tenant_id: str, template: JobCreate) -> None:
     """Exactly the checks of POST /v1/jobs, without creating anything."""
-    build_job(session, settings, template)
+    build_job(session, settings, tenant_id, template)
 
 
-def create_schedule(session: Session, settings: Settings, body: ScheduleCreate, now: datetime) -> Schedule:
+def create_schedule(
+    session: Session, settings: Settings, tenant_id: str, body: ScheduleCreate, now: datetime
+) -> Schedule:
     first = next_slot(body.cron, body.timezone, now)
-    _validate_template(session, settings, body.job)
+    _validate_template(session, settings, tenant_id, body.job)
     schedule = Schedule(
+        tenant_id=tenant_id,
         name=body.name,
         cron=body.cron,
         timezone=body.timezone,
@@ -72,28 +74,29 @@ def create_schedule(session: Session, settings: Settings, body: ScheduleCreate, 
     return schedule
 
 
-def get_schedule(session: Session, schedule_id: str) -> Schedule:
+def get_schedule(session: Session, tenant_id: str, schedule_id: str) -> Schedule:
     schedule = session.get(Schedule, schedule_id)
-    if schedule is None:
+    if schedule is None or schedule.tenant_id != tenant_id:
         raise NotFound(f"There is no schedule with id {schedule_id!r}.")
     return schedule
 
 
-def list_schedules(session: Session, limit: int, offset: int) -> tuple[list[Schedule], int]:
-    total = session.scalar(select(func.count()).select_from(Schedule)) or 0
-    rows = session.scalars(select(Schedule).order_by(Schedule.created_at.desc()).limit(limit).offset(offset))
+def list_schedules(session: Session, tenant_id: str, limit: int, offset: int) -> tuple[list[Schedule], int]:
+    query = select(Schedule).where(Schedule.tenant_id == tenant_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(Schedule.created_at.desc(), Schedule.id).limit(limit).offset(offset))
     return list(rows), total
 
 
 def update_schedule(
-    session: Session, settings: Settings, schedule_id: str, body: ScheduleUpdate, now: datetime
+    session: Session, settings: Settings, tenant_id: str, schedule_id: str, body: ScheduleUpdate, now: datetime
 ) -> Schedule:
     """Changes take effect from the next slot: a new cron, time zone or re-enabling recomputes it from now."""
-    schedule = get_schedule(session, schedule_id)
+    schedule = get_schedule(session, tenant_id, schedule_id)
     changes = body.model_dump(exclude_unset=True)
     if "job" in changes:
         assert body.job is not None
-        _validate_template(session, settings, body.job)
+        _validate_template(session, settings, tenant_id, body.job)
         changes["job_template"] = body.job.model_dump(mode="json", exclude_unset=True)
         del changes["job"]
     cron, zone = changes.get("cron", schedule.cron), changes.get("timezone", schedule.timezone)
@@ -107,15 +110,16 @@ def update_schedule(
     return schedule
 
 
-def delete_schedule(session: Session, schedule_id: str) -> None:
+def delete_schedule(session: Session, tenant_id: str, schedule_id: str) -> None:
     """The schedule and its slot records go; the jobs it made stay, with their schedule_id."""
-    session.delete(get_schedule(session, schedule_id))
+    session.delete(get_schedule(session, tenant_id, schedule_id))
     session.commit()
 
 
 @dataclass(frozen=True)
 class Due:
     id: str
+    tenant_id: str
     next_run_at: datetime
     cron: str
     timezone: str
@@ -142,35 +146,41 @@ def _claim(
 ) -> Fired | None:
     """Records the slot and (when it starts) its job in one transaction; None if another scheduler
     already holds this slot."""
-    job = None
     if outcome is None:
+        # The slot's record is committed with its job; the unique key on (schedule, slot) decides.
+        def run(job: Job) -> list[ScheduleRun]:
+            return [
+                ScheduleRun(
+                    schedule_id=schedule.id, scheduled_for=slot, outcome="started", job_id=job.id, detail=detail
+                )
+            ]
+
         try:
-            job = build_job(
+            job = create_job(
                 session,
                 settings,
+                schedule.tenant_id,
                 JobCreate.model_validate(schedule.job_template),
+                records=run,
                 schedule_id=schedule.id,
                 scheduled_for=slot,
             )
-            outcome = "started"
+        except IntegrityError:
+            return None
         except (DomainError, ValidationError) as exc:
-            # The template was valid when saved; its dataset may have gone since. Say so on the slot.
+            # The template was valid when saved; its dataset may have gone since, or the tenant is at its
+            # limit. Say so on the slot.
+            session.rollback()
             outcome, detail = "failed", getattr(exc, "detail", None) or str(exc)
-    session.add(
-        ScheduleRun(
-            schedule_id=schedule.id, scheduled_for=slot, outcome=outcome, job_id=job.id if job else None, detail=detail
-        )
-    )
-    if job is not None:
-        session.add(job)
+        else:
+            return Fired(schedule.id, slot, "started", job.id)
+    session.add(ScheduleRun(schedule_id=schedule.id, scheduled_for=slot, outcome=outcome, detail=detail))
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
         return None
-    if job is not None:
-        enqueue_job(job.id, job.queue)
-    return Fired(schedule.id, slot, outcome, job.id if job else None)
+    return Fired(schedule.id, slot, outcome, None)
 
 
 def _has_active_run(session: Session, schedule_id: str) -> bool:
@@ -189,7 +199,7 @@ def fire_due(session: Session, settings: Settings, now: datetime) -> list[Fired]
     schedule resumes at the first slot that was not missed."""
     fired: list[Fired] = []
     due = [
-        Due(s.id, s.next_run_at, s.cron, s.timezone, s.job_template, s.overlap, s.catch_up)
+        Due(s.id, s.tenant_id, s.next_run_at, s.cron, s.timezone, s.job_template, s.overlap, s.catch_up)
         for s in session.scalars(select(Schedule).where(Schedule.enabled.is_(True), Schedule.next_run_at <= now))
         if s.next_run_at is not None
     ]
@@ -226,20 +236,29 @@ def fire_due(session: Session, settings: Settings, now: datetime) -> list[Fired]
     return fired
 
 
-def trigger(session: Session, settings: Settings, schedule_id: str, now: datetime) -> Job:
-    """A run now, outside the calendar (overlap does not apply: it was asked for)."""
-    schedule = get_schedule(session, schedule_id)
+def trigger(session: Session, settings: Settings, tenant_id: str, schedule_id: str, now: datetime) -> Job:
+    """A run now, outside the calendar (overlap does not apply: it was asked for); the tenant's and the
+    server's limits do."""
+    schedule = get_schedule(session, tenant_id, schedule_id)
     template = JobCreate.model_validate(schedule.job_template)
-    job = build_job(session, settings, template, schedule_id=schedule.id, scheduled_for=now)
-    session.add(
-        ScheduleRun(
-            schedule_id=schedule.id, scheduled_for=now, outcome="started", job_id=job.id, detail="triggered by request"
+
+    def run(job: Job) -> list[ScheduleRun]:
+        return [
+            ScheduleRun(
+                schedule_id=schedule.id,
+                scheduled_for=now,
+                outcome="started",
+                job_id=job.id,
+                detail="triggered by request",
+            )
+        ]
+
+    try:
+        return create_job(
+            session, settings, tenant_id, template, records=run, schedule_id=schedule.id, scheduled_for=now
         )
-    )
-    session.add(job)
-    session.commit()
-    enqueue_job(job.id, job.queue)
-    return job
+    except IntegrityError:
+        raise Conflict("This schedule was triggered at this same instant already; retry.") from None
 
 
 def _headline(job: Job) -> tuple[str | None, float | None, float | None]:
@@ -248,8 +267,10 @@ def _headline(job: Job) -> tuple[str | None, float | None, float | None]:
     return metric, validation.get(metric), validation.get("data_loss")
 
 
-def list_runs(session: Session, schedule_id: str, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-    get_schedule(session, schedule_id)
+def list_runs(
+    session: Session, tenant_id: str, schedule_id: str, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    get_schedule(session, tenant_id, schedule_id)
     total = (
         session.scalar(select(func.count()).select_from(ScheduleRun).where(ScheduleRun.schedule_id == schedule_id)) or 0
     )
@@ -303,36 +324,9 @@ def list_runs(session: Session, schedule_id: str, limit: int, offset: int) -> tu
     return items, total
 
 
-def retrain(session: Session, settings: Settings, job_id: str) -> dict[str, Any]:
-    """The same spec on the newest version of the same dataset name."""
-    parent = get_job(session, job_id)
-    spec = dict(parent.spec)
-    if not parent.dataset_id.startswith("builtin:"):
-        spec["dataset"] = f"{parent.dataset_name}@latest"
-    job = create_job(session, settings, JobCreate.model_validate(spec), parent_id=parent.id)
-    changes = {}
-    if job.dataset_version != parent.dataset_version or job.dataset_sha256 != parent.dataset_sha256:
-        changes["dataset"] = {
-            "from": {"version": parent.dataset_version, "sha256": parent.dataset_sha256},
-            "to": {"version": job.dataset_version, "sha256": job.dataset_sha256},
-        }
-    return {"job": job_read(job), "changes": changes}
-
-
 def schedule_read(schedule: Schedule) -> dict[str, Any]:
-    return {
-        "id": schedule.id,
-        "name": schedule.name,
-        "cron": schedule.cron,
-        "timezone": schedule.timezone,
-        "job": schedule.job_template,
-        "enabled": schedule.enabled,
-        "overlap": schedule.overlap,
-        "catch_up": schedule.catch_up,
-        "next_run_at": schedule.next_run_at,
-        "created_at": schedule.created_at,
-        "updated_at": schedule.updated_at,
-    }
+    # The response schema reads the row itself (from_attributes; `job` is the job_template column).
+    return ScheduleRead.model_validate(schedule).model_dump()
 
 
 def now() -> datetime:

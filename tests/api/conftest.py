@@ -7,18 +7,18 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from tests.support.app import configure, release
+from tests.support.app import ADMIN_HEADERS, configure, release
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def api_client(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
     """The app in this process on a fresh home, with its database on SQLite and on PostgreSQL, and the
     embedded SQLite broker (messages are published for real; no worker consumes them here, so jobs
-    stay queued)."""
+    stay queued). It sends the admin key of tenant "default"."""
     database = str(request.getfixturevalue("postgres_url")) if request.param == "postgresql" else None
     configure(
         tmp_path, monkeypatch, database, max_epochs="500", max_upload_bytes=str(2 * 1024 * 1024), max_columns="100"
     )
-    with TestClient(create_app()) as client:
+    with TestClient(create_app(), headers=ADMIN_HEADERS) as client:
         yield client
     release()

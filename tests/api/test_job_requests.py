@@ -175,12 +175,13 @@ def test_non_finite_numbers_are_422_not_500(api_client: TestClient, raw: str) ->
     assert response.json()["detail"][0]["msg"] == "Input should be a finite number"
 
 
-def test_malformed_json_is_422(api_client: TestClient) -> None:
+def test_malformed_json_is_400_with_a_sentence(api_client: TestClient) -> None:
     response = api_client.post(
         "/v1/jobs", content='{"dataset": "builtin:wine",', headers={"content-type": "application/json"}
     )
-    assert response.status_code == 422
-    assert response.json()["detail"][0]["type"] == "json_invalid"
+    assert response.status_code == 400
+    assert response.json()["error"] == "MalformedJSON"
+    assert response.json()["detail"].startswith("The request body is not valid JSON")
 
 
 # Bad input only the service can judge: a domain error with a sentence.

@@ -13,13 +13,14 @@ from sqlalchemy import select, update
 
 from api.schemas.job import JobCreate
 from api.services import jobs
-from api.services.maintenance import run_upkeep
 from core.celery_app import get_celery, queue_depth
 from core.db import get_session_factory
 from core.queues import QUEUE_TRAIN
 from core.settings import get_settings
 from models import IdempotencyKey, Job, JobStatus, transition
 from models.base import utcnow
+from scheduler.upkeep import run_upkeep
+from tests.support.app import default_tenant_id
 from tests.support.files import csv_bytes, iris_like
 
 JOB = {"dataset": "builtin:iris", "training": {"epochs": 1}}
@@ -61,7 +62,7 @@ def test_concurrent_repeats_make_one_job(api_client: TestClient) -> None:
     def repeat() -> None:
         barrier.wait()
         with get_session_factory()() as session:
-            results.append(jobs.submit(session, get_settings(), body, "same-key"))
+            results.append(jobs.submit(session, get_settings(), default_tenant_id(session), body, "same-key"))
 
     threads = [threading.Thread(target=repeat) for _ in range(6)]
     for thread in threads:

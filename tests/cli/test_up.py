@@ -1,10 +1,11 @@
-"""`regtrain up` on the embedded default: serves the API, restarts a child that dies, stops all of them
-on SIGTERM or SIGINT."""
+"""`regtrain up` on the embedded default: writes the first admin key, serves the API, restarts a child that
+dies, stops all of them on SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -49,6 +50,8 @@ def up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
     try:
         wait_until(lambda: client.get("/readyz").status_code == 200, timeout=60, what="regtrain up to serve")
+        # Written before the API starts: the first start's admin key.
+        client.headers["Authorization"] = f"Bearer {(tmp_path / 'home' / 'admin.key').read_text().strip()}"
         yield process, client
     finally:
         if process.poll() is None:
@@ -85,6 +88,19 @@ def test_up_restarts_a_killed_worker_and_stops_everything_on_sigterm(
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0
     assert not any(alive(pid) for pid in restarted.values())
+
+
+def test_up_writes_the_admin_key_and_says_where_without_printing_it(
+    up: tuple[subprocess.Popen[bytes], httpx.Client], tmp_path: Path
+) -> None:
+    key_file = (tmp_path / "home" / "admin.key").resolve()
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_text().strip()
+    assert key.startswith("rt_")
+    output = (tmp_path / "up.log").read_text()
+    assert f"regtrain: admin key written to {key_file} (mode 0600); send it as Authorization: Bearer <key>" in output
+    assert output.count("admin key") == 1, "the api child does not announce it again"
+    assert key not in output
 
 
 def test_up_stops_on_sigint(up: tuple[subprocess.Popen[bytes], httpx.Client]) -> None:

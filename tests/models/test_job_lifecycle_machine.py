@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import make_engine
 from core.migrate import upgrade
 from models import TERMINAL_STATUSES, Job, JobStatus, transition, update_running
+from tests.support.app import default_tenant_id
 
 MAX_ATTEMPTS = 3
 
@@ -46,6 +47,7 @@ class JobLifecycle(RuleBasedStateMachine):
     def submit(self) -> None:
         with self.sessions() as session:
             job = Job(
+                tenant_id=default_tenant_id(session),
                 spec={},
                 task="classification",
                 device="cpu",

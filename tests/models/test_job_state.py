@@ -11,11 +11,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, Job, JobStatus, transition, update_running
 from models.job_state import IllegalTransition
+from tests.support.app import default_tenant_id
 
 
 def add_job(factory: sessionmaker[Session]) -> str:
     with factory() as session:
         job = Job(
+            tenant_id=default_tenant_id(session),
             spec={},
             task="classification",
             device="cpu",

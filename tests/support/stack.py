@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from tests.support.app import ADMIN_HEADERS, ADMIN_KEY
 from tests.support.servers import free_port, wait_until
 
 TERMINAL = {"succeeded", "failed", "canceled"}
@@ -82,6 +83,9 @@ def start_stack(
         REGTRAIN_HOME=str(home),
         REGTRAIN_PORT=str(port),
         REGTRAIN_LOG_LEVEL="warning",
+        REGTRAIN_ADMIN_KEY=ADMIN_KEY,
+        # What the CLI run against this stack sends.
+        REGTRAIN_API_KEY=ADMIN_KEY,
         PYTHONUNBUFFERED="1",
         **(extra_env or {}),
     )
@@ -92,7 +96,9 @@ def start_stack(
     home.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "cli.main", "migrate"], env=env, check=True, capture_output=True)
     base_url = f"http://127.0.0.1:{port}"
-    stack = Stack(home=home, env=env, base_url=base_url, client=httpx.Client(base_url=base_url, timeout=30))
+    stack = Stack(
+        home=home, env=env, base_url=base_url, client=httpx.Client(base_url=base_url, timeout=30, headers=ADMIN_HEADERS)
+    )
     stack.start("api", "api")
     stack.start("worker", "worker")
     try:

@@ -16,7 +16,7 @@ from core.builtins import BUILTINS
 from core.db import get_session_factory
 from core.settings import Settings, get_settings
 from models import EpochMetric, Job, JobStatus, transition
-from tests.support.app import configure, release
+from tests.support.app import configure, default_tenant_id, release
 from tests.support.servers import wait_until
 from worker import runner
 from worker.datasets import load_dataset
@@ -26,7 +26,8 @@ LONG = {"dataset": "builtin:digits", "model": {"hidden_layers": [128]}, "trainin
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    configured = configure(tmp_path, monkeypatch, job_time_limit_seconds="3")
+    # Long enough that a loaded machine never times out a test that is not about the limit.
+    configured = configure(tmp_path, monkeypatch, job_time_limit_seconds="120")
     # Loaded before any attempt starts its clock, as a warm worker has it.
     load_dataset("builtin:digits", BUILTINS["digits"].sha256, "target")
     yield configured
@@ -36,7 +37,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
 
 def submit(body: dict[str, object]) -> str:
     with get_session_factory()() as session:
-        return create_job(session, get_settings(), JobCreate.model_validate(body)).id
+        return create_job(session, get_settings(), default_tenant_id(session), JobCreate.model_validate(body)).id
 
 
 def load(job_id: str) -> tuple[Job, list[int]]:
@@ -47,8 +48,12 @@ def load(job_id: str) -> tuple[Job, list[int]]:
         return job, epochs
 
 
-def test_a_job_past_its_time_limit_fails_with_timeout_and_keeps_what_it_made(settings: Settings) -> None:
-    job_id = submit(LONG)
+def test_a_job_past_its_time_limit_fails_with_timeout_and_keeps_what_it_made(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "job_time_limit_seconds", 3)
+    # Short epochs, so that several are recorded before the limit even on a loaded machine.
+    job_id = submit({**LONG, "training": {**LONG["training"], "batch_size": 128}})
     runner.run_job(job_id)
     job, epochs = load(job_id)
     assert (job.status, job.error_type) == ("failed", "timeout")

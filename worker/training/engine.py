@@ -6,7 +6,6 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +18,14 @@ from worker.training.data import ArrayDataset, PreparedData, Split, prepare
 from worker.training.networks import build_network
 from worker.training.regularization import Regularizer
 from worker.training.reporting import EpochReport, Reporter
+from worker.training.results import (
+    PenalizedTensor,
+    SplitMetrics,
+    TrainingResult,
+    TrainingTiming,
+    TrainMetrics,
+    WeightTotals,
+)
 from worker.training.statistics import WeightStatistics
 
 # Rows per forward pass when evaluating: bounds activation memory on large splits.
@@ -45,7 +52,7 @@ class Canceled(Exception):
 
 @dataclass
 class TrainOutcome:
-    result: dict[str, Any]
+    result: TrainingResult
     state: dict[str, torch.Tensor]
     prepared: PreparedData
 
@@ -266,23 +273,28 @@ def train(
         reporter.on_layers(weights_epoch, final_layers)
     l1_term, l2_term = (float(t) for t in reg.penalty_terms())
     steps_seconds = progress.seconds["steps"]
-    result: dict[str, Any] = {
-        "epochs_run": epochs_run,
-        "best_epoch": progress.best_epoch,
-        "weights_epoch": weights_epoch,
-        "train": {**evaluate(net, train_split, task), "l1_penalty": l1_term, "l2_penalty": l2_term},
-        "validation": evaluate(net, val_split, task) if val_split is not None else None,
-        "weights": {key: totals[key] for key in ("count", "l1_norm", "l2_norm", "zero_fraction", "near_zero_fraction")},
-        "penalized": [
-            {"name": name, "l1": reg.cfg.l1, "l2": reg.cfg.l2, "weight_decay": reg.cfg.weight_decay}
+    result = TrainingResult(
+        epochs_run=epochs_run,
+        best_epoch=progress.best_epoch,
+        weights_epoch=weights_epoch,
+        train=TrainMetrics(**evaluate(net, train_split, task), l1_penalty=l1_term, l2_penalty=l2_term),
+        validation=SplitMetrics(**evaluate(net, val_split, task)) if val_split is not None else None,
+        weights=WeightTotals(
+            count=int(totals["count"]),
+            l1_norm=totals["l1_norm"],
+            l2_norm=totals["l2_norm"],
+            zero_fraction=totals["zero_fraction"],
+            near_zero_fraction=totals["near_zero_fraction"],
+        ),
+        penalized=[
+            PenalizedTensor(name=name, l1=reg.cfg.l1, l2=reg.cfg.l2, weight_decay=reg.cfg.weight_decay)
             for name, _ in reg.penalized
         ],
-        "device": device.type,
-        "seconds": time.perf_counter() - started,
-        "samples_per_second": (epochs_run - first_epoch + 1) * n_train / steps_seconds if steps_seconds > 0 else 0.0,
-        "timing": {f"{k}_seconds": v for k, v in progress.seconds.items()},
-    }
-    if prepared.test is not None:
-        result["test"] = evaluate(net, prepared.test, task)
+        device=device.type,
+        seconds=time.perf_counter() - started,
+        samples_per_second=(epochs_run - first_epoch + 1) * n_train / steps_seconds if steps_seconds > 0 else 0.0,
+        timing=TrainingTiming(**{f"{k}_seconds": v for k, v in progress.seconds.items()}),
+        test=SplitMetrics(**evaluate(net, prepared.test, task)) if prepared.test is not None else None,
+    )
     state = {name: t.detach().to("cpu").contiguous() for name, t in net.state_dict().items()}
     return TrainOutcome(result=result, state=state, prepared=prepared)

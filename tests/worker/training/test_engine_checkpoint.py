@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import struct
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def test_resumed_run_equals_an_uninterrupted_one(
 ) -> None:
     uninterrupted = NullReporter()
     expected = train(config, data(), uninterrupted)
-    if expected.result["epochs_run"] <= stop_after:
+    if expected.result.epochs_run <= stop_after:
         pytest.fail(f"{name} must run more than {stop_after} epochs for this test to mean anything")
 
     checkpoint = tmp_path / "job.safetensors"
@@ -99,7 +100,7 @@ def test_resumed_run_equals_an_uninterrupted_one(
     for key, tensor in expected.state.items():
         assert torch.equal(outcome.state[key], tensor), key
     for key in ("epochs_run", "best_epoch", "weights_epoch", "train", "validation", "weights"):
-        assert outcome.result[key] == expected.result[key], key
+        assert getattr(outcome.result, key) == getattr(expected.result, key), key
 
 
 def test_a_checkpoint_is_plain_safetensors(tmp_path: Path) -> None:
@@ -149,7 +150,7 @@ def test_long_runs_store_layer_statistics_on_a_schedule_and_totals_every_epoch()
 def test_result_reports_where_the_time_went() -> None:
     config = TrainConfig(task="classification", training=TrainingConfig(epochs=3))
     result = train(config, wine(), NullReporter()).result
-    timing = result["timing"]
+    timing = asdict(result.timing)
     assert set(timing) == {"steps_seconds", "evaluation_seconds", "reporting_seconds"}
     assert all(value > 0 for value in timing.values())
-    assert sum(timing.values()) <= result["seconds"]
+    assert sum(timing.values()) <= result.seconds

@@ -52,7 +52,7 @@ def run(
 
 
 def penalized_weights(outcome: TrainOutcome) -> list[np.ndarray]:
-    return [outcome.state[entry["name"]].double().numpy() for entry in outcome.result["penalized"]]
+    return [outcome.state[entry.name].double().numpy() for entry in outcome.result.penalized]
 
 
 # --- proximal and subgradient L1 -------------------------------------------------------------------
@@ -68,19 +68,19 @@ def test_proximal_l1_zeros_are_exact_and_match_the_reported_totals(l1: float) ->
     count = sum(w.size for w in weights)
     zeros = sum(int((w == 0).sum()) for w in weights)
     near_zeros = sum(int((np.abs(w) < 1e-3).sum()) for w in weights)
-    reported = outcome.result["weights"]
+    reported = outcome.result.weights
     assert zeros > 0
-    assert reported["count"] == count
-    assert reported["zero_fraction"] == zeros / count
-    assert reported["near_zero_fraction"] == near_zeros / count
-    assert reported["l1_norm"] == pytest.approx(sum(np.abs(w).sum() for w in weights), rel=1e-12)
+    assert reported.count == count
+    assert reported.zero_fraction == zeros / count
+    assert reported.near_zero_fraction == near_zeros / count
+    assert reported.l1_norm == pytest.approx(sum(np.abs(w).sum() for w in weights), rel=1e-12)
     # The penalty is summed in the parameters' float32; the statistics in float64.
-    assert outcome.result["train"]["l1_penalty"] == pytest.approx(l1 * reported["l1_norm"], rel=1e-6)
+    assert outcome.result.train.l1_penalty == pytest.approx(l1 * reported.l1_norm, rel=1e-6)
 
 
 def test_proximal_l1_gives_more_zeros_as_l1_grows() -> None:
     fractions = [
-        run(wine(), reg=RegularizationConfig(l1=l1), **L1_SETTINGS).result["weights"]["zero_fraction"]
+        run(wine(), reg=RegularizationConfig(l1=l1), **L1_SETTINGS).result.weights.zero_fraction
         for l1 in (1e-3, 3e-3, 1e-2, 3e-2)
     ]
     assert fractions == sorted(fractions)
@@ -94,9 +94,9 @@ def test_subgradient_l1_leaves_small_values_but_no_exact_zeros() -> None:
 
     values = np.concatenate([w.ravel() for w in penalized_weights(subgradient)])
     assert int((values == 0).sum()) == 0
-    assert subgradient.result["weights"]["zero_fraction"] == 0.0
+    assert subgradient.result.weights.zero_fraction == 0.0
     # The weights the proximal run zeroes are left oscillating near zero, not removed.
-    assert subgradient.result["weights"]["near_zero_fraction"] > 0.5 * proximal.result["weights"]["zero_fraction"]
+    assert subgradient.result.weights.near_zero_fraction > 0.5 * proximal.result.weights.zero_fraction
     assert np.abs(values).min() < 1e-4
 
 
@@ -346,8 +346,8 @@ def test_decoupled_weight_decay_with_sgd_shrinks_weights_by_one_minus_lr_wd() ->
         )
 
     decayed, plain = sgd(RegularizationConfig(weight_decay=wd)), sgd(RegularizationConfig())
-    assert decayed.result["weights"]["l2_norm"] < 0.9 * plain.result["weights"]["l2_norm"]
-    assert decayed.result["train"]["l2_penalty"] == 0.0
+    assert decayed.result.weights.l2_norm < 0.9 * plain.result.weights.l2_norm
+    assert decayed.result.train.l2_penalty == 0.0
 
     def shrink(weights: list[torch.nn.Parameter]) -> None:
         for w in weights:
@@ -404,17 +404,15 @@ def test_default_exclude_leaves_biases_and_batch_norm_unpenalized() -> None:
         batch_size=32,
         precision="float64",
     )
-    names = [entry["name"] for entry in outcome.result["penalized"]]
+    names = [entry.name for entry in outcome.result.penalized]
     assert names == ["hidden.0.linear.weight", "hidden.1.linear.weight", "output.weight"]
-    assert all(entry["l1"] == l1 and entry["l2"] == l2 for entry in outcome.result["penalized"])
+    assert all(entry.l1 == l1 and entry.l2 == l2 for entry in outcome.result.penalized)
     assert "hidden.0.norm.weight" in outcome.state
 
     # The penalty terms and the sparsity touch the penalized weights only.
     weights = penalized_weights(outcome)
-    assert outcome.result["train"]["l1_penalty"] == pytest.approx(l1 * sum(np.abs(w).sum() for w in weights), rel=1e-12)
-    assert outcome.result["train"]["l2_penalty"] == pytest.approx(
-        l2 / 2 * sum((w**2).sum() for w in weights), rel=1e-12
-    )
+    assert outcome.result.train.l1_penalty == pytest.approx(l1 * sum(np.abs(w).sum() for w in weights), rel=1e-12)
+    assert outcome.result.train.l2_penalty == pytest.approx(l2 / 2 * sum((w**2).sum() for w in weights), rel=1e-12)
     for name, tensor in outcome.state.items():
         if name not in names and tensor.is_floating_point() and "running" not in name:
             assert int((tensor == 0).sum()) == 0, name
@@ -428,7 +426,7 @@ def test_glob_pattern_excludes_a_whole_layer() -> None:
         epochs=15,
         batch_size=32,
     )
-    names = [entry["name"] for entry in outcome.result["penalized"]]
+    names = [entry.name for entry in outcome.result.penalized]
     assert names == ["hidden.1.linear.weight", "output.weight"]
     assert int((outcome.state["hidden.0.linear.weight"] == 0).sum()) == 0
     assert int((outcome.state["hidden.1.linear.weight"] == 0).sum()) > 0

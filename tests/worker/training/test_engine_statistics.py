@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -86,7 +87,7 @@ def expected_statistics(w: np.ndarray) -> dict[str, Any]:
 def test_every_layer_statistic_equals_the_served_weights(trained: tuple[str, TrainOutcome, list[EpochReport]]) -> None:
     kind, outcome, reports = trained
     last = reports[-1]
-    assert outcome.result["weights_epoch"] == last.epoch
+    assert outcome.result.weights_epoch == last.epoch
     assert [layer["name"] for layer in last.layers] == [
         name for name in outcome.state if not name.endswith(("running_mean", "running_var", "num_batches_tracked"))
     ]
@@ -113,7 +114,7 @@ def test_every_layer_statistic_equals_the_served_weights(trained: tuple[str, Tra
 
 def test_totals_cover_the_penalized_tensors(trained: tuple[str, TrainOutcome, list[EpochReport]]) -> None:
     _, outcome, reports = trained
-    penalized = [entry["name"] for entry in outcome.result["penalized"]]
+    penalized = [entry.name for entry in outcome.result.penalized]
     assert [layer["name"] for layer in reports[-1].layers if layer["penalized"]] == penalized
     weights = [outcome.state[name].double().numpy() for name in penalized]
     values = np.concatenate([w.ravel() for w in weights])
@@ -128,8 +129,8 @@ def test_totals_cover_the_penalized_tensors(trained: tuple[str, TrainOutcome, li
     }
     for key, value in expected.items():
         assert reports[-1].totals[key] == pytest.approx(float(value), rel=1e-12), key
-        if key in outcome.result["weights"]:
-            assert outcome.result["weights"][key] == pytest.approx(float(value), rel=1e-12), key
+        if key in (reported := asdict(outcome.result.weights)):
+            assert reported[key] == pytest.approx(float(value), rel=1e-12), key
 
 
 def test_histogram_edges_are_fixed_across_epochs(trained: tuple[str, TrainOutcome, list[EpochReport]]) -> None:

@@ -83,13 +83,13 @@ def test_mlp_classifier_training_loss_drops_and_reported_loss_is_eval_mode() -> 
 
     assert [r.epoch for r in reports] == list(range(1, 21))
     assert reports[-1].train_data_loss < 0.5 * reports[0].train_data_loss
-    assert outcome.result["validation"]["accuracy"] > 0.9
+    assert outcome.result.validation.accuracy > 0.9
     # Dropout is on while training, so only an eval-mode pass reproduces the reported data loss.
     train_split = outcome.prepared.train
     logits = eval_outputs(cfg, outcome, train_split.X)
     expected = float(F.cross_entropy(logits, train_split.y))
     assert reports[-1].train_data_loss == pytest.approx(expected, rel=1e-12)
-    assert outcome.result["train"]["data_loss"] == pytest.approx(expected, rel=1e-12)
+    assert outcome.result.train.data_loss == pytest.approx(expected, rel=1e-12)
 
 
 def test_regression_on_diabetes_explains_the_variance() -> None:
@@ -104,15 +104,16 @@ def test_regression_on_diabetes_explains_the_variance() -> None:
     outcome, reports = run(cfg, diabetes())
 
     assert reports[-1].train_data_loss < reports[0].train_data_loss
-    validation = outcome.result["validation"]
-    assert validation["r2"] > 0.3
+    validation = outcome.result.validation
+    assert validation is not None and validation.r2 is not None
+    assert validation.r2 > 0.3
     split = outcome.prepared.validation
     assert split is not None
     predicted = eval_outputs(cfg, outcome, split.X).squeeze(1).numpy()
     target = split.y.numpy()
-    assert validation["r2"] == pytest.approx(r2_score(target, predicted), rel=1e-9)
-    assert validation["rmse"] == pytest.approx(float(np.sqrt(np.mean((target - predicted) ** 2))), rel=1e-9)
-    assert validation["data_loss"] == pytest.approx(float(np.mean(0.5 * (target - predicted) ** 2)), rel=1e-9)
+    assert validation.r2 == pytest.approx(r2_score(target, predicted), rel=1e-9)
+    assert validation.rmse == pytest.approx(float(np.sqrt(np.mean((target - predicted) ** 2))), rel=1e-9)
+    assert validation.data_loss == pytest.approx(float(np.mean(0.5 * (target - predicted) ** 2)), rel=1e-9)
 
 
 def test_standardization_uses_training_rows_only_with_population_std() -> None:
@@ -125,7 +126,7 @@ def test_standardization_uses_training_rows_only_with_population_std() -> None:
     rows = data.X[train_idx]
     np.testing.assert_allclose(outcome.prepared.mean, rows.mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(outcome.prepared.scale, rows.std(axis=0, ddof=0), rtol=1e-12)
-    assert "test" in outcome.result
+    assert outcome.result.test is not None
 
 
 # --- output layouts --------------------------------------------------------------------------------
@@ -142,11 +143,9 @@ def test_binary_classification_uses_one_logit_with_binary_cross_entropy() -> Non
     assert split is not None
     logit = eval_outputs(cfg, outcome, split.X).squeeze(1)
     expected = float(F.binary_cross_entropy_with_logits(logit, split.y.double()))
-    assert outcome.result["validation"]["data_loss"] == pytest.approx(expected, rel=1e-12)
-    assert outcome.result["validation"]["accuracy"] == pytest.approx(
-        float(((logit > 0).long() == split.y).double().mean())
-    )
-    assert outcome.result["validation"]["accuracy"] > 0.9
+    assert outcome.result.validation.data_loss == pytest.approx(expected, rel=1e-12)
+    assert outcome.result.validation.accuracy == pytest.approx(float(((logit > 0).long() == split.y).double().mean()))
+    assert outcome.result.validation.accuracy > 0.9
 
 
 def test_multinomial_classification_uses_one_output_per_class() -> None:
@@ -208,16 +207,16 @@ def test_early_stopping_restores_the_best_epoch() -> None:
     outcome = train(cfg, wine(), reporter)
     reports, result = reporter.reports, outcome.result
 
-    assert result["epochs_run"] < epochs
-    assert len(reports) == result["epochs_run"]
+    assert result.epochs_run < epochs
+    assert len(reports) == result.epochs_run
     val_losses = [r.validation["data_loss"] for r in reports if r.validation is not None]
     best_epoch = int(np.argmin(val_losses)) + 1
-    assert result["best_epoch"] == best_epoch
-    assert result["weights_epoch"] == best_epoch
-    assert result["epochs_run"] == best_epoch + patience
+    assert result.best_epoch == best_epoch
+    assert result.weights_epoch == best_epoch
+    assert result.epochs_run == best_epoch + patience
     best = reports[best_epoch - 1]
-    assert result["validation"]["data_loss"] == pytest.approx(best.validation["data_loss"], abs=1e-9)
-    assert result["train"]["data_loss"] == pytest.approx(best.train_data_loss, abs=1e-9)
+    assert result.validation.data_loss == pytest.approx(best.validation["data_loss"], abs=1e-9)
+    assert result.train.data_loss == pytest.approx(best.train_data_loss, abs=1e-9)
     # The kept weights' statistics are reported whatever the recording schedule, and they are the
     # served weights', tensor by tensor.
     for layer in reporter.layers[best_epoch]:
@@ -255,7 +254,7 @@ def test_batch_norm_trains_when_the_last_batch_has_one_row() -> None:
     assert len(split_indices(wine().y, "classification", 0.2, 0.0, 0)[0]) % 47 == 1
     outcome, reports = run(cfg, wine())
     assert len(reports) == 2
-    assert np.isfinite(outcome.result["train"]["data_loss"])
+    assert np.isfinite(outcome.result.train.data_loss)
 
 
 class StopAfter(NullReporter):

@@ -1,5 +1,5 @@
 """`regtrain scheduler`: fires due schedule slots, and keeps jobs moving when workers or the broker fail
-(api.services.maintenance). Any number may run against one database: each slot still fires once, and
+(scheduler.upkeep). Any number may run against one database: each slot still fires once, and
 each job moves once (see api.services.schedules and models.job_state).
 
 A plain loop rather than Celery beat: beat keeps its own schedule state and must run as a single
@@ -26,8 +26,8 @@ TICK_SECONDS = 0.5
 def run(
     settings: Settings | None = None, clock: Callable[[], datetime] = utcnow, stop: threading.Event | None = None
 ) -> None:
-    from api.services.maintenance import run_upkeep
     from api.services.schedules import fire_due
+    from scheduler.upkeep import run_upkeep
 
     settings = settings or get_settings()
     stop = stop or threading.Event()

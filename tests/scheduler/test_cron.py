@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core.cron import Cron, CronError, timezone
+from scheduler.cron import Cron, CronError, timezone
 
 NEW_YORK = timezone("America/New_York")
 BERLIN = timezone("Europe/Berlin")

@@ -5,7 +5,11 @@
   from its last checkpoint, or fails with `worker_lost` once REGTRAIN_MAX_ATTEMPTS attempts have died.
 - sweep: a queued job whose message is gone (the broker lost it, or a publish failed) is sent again.
   When a queue holds no messages, every job queued on it for longer than REGTRAIN_SWEEP_AFTER_SECONDS
-  has lost its message; re-sending is safe, since a job is only ever claimed once per attempt.
+  has lost its message, or its tenant is at its running limit (models.job_queue: a message that finds
+  every waiting tenant at its limit starts nothing, and the end of one of their jobs sends one). So
+  messages are re-sent only for jobs that could start now, up to each tenant's free running slots: a
+  tenant held at its limit must not fill the queue with messages that start nothing, ahead of other
+  tenants' jobs. Re-sending is safe, since a job is only ever claimed once per attempt.
 - expire idempotency keys older than REGTRAIN_IDEMPOTENCY_TTL_SECONDS."""
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from sqlalchemy.orm import Session
 from core.celery_app import enqueue_job, queue_depth
 from core.settings import Settings
 from models import IdempotencyKey, Job, JobStatus, transition
+from models.job_queue import publish_freed_slot, waiting_tenants
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,8 @@ def reap(session: Session, settings: Settings, now: datetime, upkeep: Upkeep) ->
             session.commit()
             if moved is not None:
                 upkeep.failed.append(job_id)
+                # Its tenant's running slot is free, as when a worker ends a job itself.
+                publish_freed_slot(session, settings, moved.tenant_id)
             continue
         # The attempt fence: if the attempt heartbeats again before this commits, nothing changes.
         moved = transition(
@@ -74,13 +81,22 @@ def reap(session: Session, settings: Settings, now: datetime, upkeep: Upkeep) ->
 def sweep(session: Session, settings: Settings, now: datetime, upkeep: Upkeep) -> None:
     waited = now - timedelta(seconds=settings.sweep_after_seconds)
     waiting = list(
-        session.execute(select(Job.id, Job.queue).where(Job.status == JobStatus.QUEUED.value, Job.enqueued_at < waited))
+        session.execute(
+            select(Job.id, Job.queue, Job.tenant_id)
+            .where(Job.status == JobStatus.QUEUED.value, Job.enqueued_at < waited)
+            .order_by(Job.created_at, Job.id)
+        )
     )
     session.rollback()
-    for queue in {row.queue for row in waiting}:
+    for queue in sorted({row.queue for row in waiting}):
         if queue_depth(queue) > 0:
             continue  # workers are busy and messages are waiting: nothing is lost
+        free_slots = {tenant.tenant_id: tenant.free_slots for tenant in waiting_tenants(session, settings, queue)}
+        session.rollback()
         for row in (r for r in waiting if r.queue == queue):
+            if free_slots.get(row.tenant_id, 0) <= 0:
+                continue  # its tenant is at its running limit: the end of a running job sends the message
+            free_slots[row.tenant_id] -= 1
             session.execute(
                 update(Job)
                 .where(Job.id == row.id, Job.status == JobStatus.QUEUED.value)
