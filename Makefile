@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install up test lint format bench bench-datasets clean
+.PHONY: install up test lint format browser bench bench-datasets clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,13 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: lint
+# Chromium for the browser tests (tests/browser), from the distribution's package, as root without sudo.
+# Playwright's own browser download is not used. Without apt (or without root) the browser tests skip.
+browser:
+	command -v chromium || (apt-get update && apt-get install -y --no-install-recommends chromium) \
+		|| echo "no chromium: browser tests will skip"
+
+test: lint browser
 	$(BIN)/pytest
 
 bench: install

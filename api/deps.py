@@ -28,6 +28,8 @@ IdempotencyKeyDep = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
         description="Makes the request safe to retry: a repeat with the same key and body returns the first "
         "response instead of creating again; the same key with another body is refused (422). Kept 24 hours, "
         "per tenant.",

@@ -12,7 +12,8 @@ from sqlalchemy.exc import OperationalError
 
 from api.errors import install_error_handlers
 from api.openapi_links import add_links
-from api.routes import admin, datasets, health, jobs, schedules
+from api.routes import admin, datasets, health, jobs, metrics, schedules, studies
+from api.routes import docs as docs_pages
 from api.schemas.common import ErrorRead
 from api.schemas.job import OBJECTIVE
 from api.services.keys import ensure_admin_key
@@ -90,6 +91,18 @@ DOMAIN_ERRORS: dict[tuple[str, str], dict[int, str]] = {
         429: "Too many jobs are queued (server or tenant limit); retry later (see Retry-After).",
     },
     ("GET", "/v1/schedules/{schedule_id}/runs"): {404: "No schedule with this id."},
+    ("POST", "/v1/studies"): {
+        409: "A request with the same Idempotency-Key is still being handled; retry in a moment.",
+        422: "The study, a member's spec, the folds or a limit does not fit (the sentence names which).",
+        429: "Too many jobs are queued (server or tenant limit); retry later (see Retry-After).",
+    },
+    ("GET", "/v1/studies/{study_id}"): {404: "No study with this id."},
+    ("POST", "/v1/studies/{study_id}/cancel"): {404: "No study with this id.", 409: "The study has already finished."},
+    ("GET", "/v1/studies/{study_id}/members"): {404: "No study with this id."},
+    ("GET", "/v1/studies/{study_id}/path"): {
+        404: "No study with this id, or it has no linear path.",
+        409: "The study has not finished yet.",
+    },
     ("POST", "/v1/tenants"): {409: "A tenant with this name exists.", 422: "The tenant's limits are invalid."},
     ("POST", "/v1/keys"): {404: "No tenant with this id or name.", 422: "The scopes are invalid."},
     ("GET", "/v1/keys"): {404: "No tenant with this id or name."},
@@ -211,8 +224,9 @@ def create_app() -> FastAPI:
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        # Swagger UI and ReDoc are served from the package (api/routes/docs.py), not FastAPI's CDN pages.
+        docs_url=None,
+        redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app)
@@ -221,7 +235,12 @@ def create_app() -> FastAPI:
     app.include_router(datasets.router)
     app.include_router(jobs.router)
     app.include_router(schedules.router)
+    app.include_router(studies.router)
     app.include_router(admin.router)
+    app.include_router(metrics.router)
+    app.add_middleware(metrics.RequestMetricsMiddleware)
+    if docs:
+        app.include_router(docs_pages.router)
     return app
 
 

@@ -39,6 +39,7 @@ PRODUCERS: tuple[Producer, ...] = (
     Producer("post", "/v1/datasets/synthetic", "dataset_id", "/id"),
     Producer("post", "/v1/schedules", "schedule_id", "/id"),
     Producer("post", "/v1/keys", "key_id", "/id"),
+    Producer("post", "/v1/studies", "study_id", "/id"),
 )
 
 
@@ -53,7 +54,11 @@ class BodyUse:
 
 
 BODY_USES: dict[str, tuple[BodyUse, ...]] = {
-    "dataset_id": (BodyUse("post", "/v1/jobs", "/dataset"), BodyUse("post", "/v1/schedules", "/job/dataset")),
+    "dataset_id": (
+        BodyUse("post", "/v1/jobs", "/dataset"),
+        BodyUse("post", "/v1/schedules", "/job/dataset"),
+        BodyUse("post", "/v1/studies", "/job/dataset"),
+    ),
 }
 
 

@@ -112,7 +112,7 @@ def run_job(epochs: int, device: str) -> dict[str, Any]:
         session.flush()
         job_id = job.id
     started = time.perf_counter()
-    run(job_id, load=lambda _id, _sha, _target: LoadedData(data))
+    run(job_id, load=lambda _id, _sha, _target, _features: LoadedData(data))
     wall = time.perf_counter() - started
     with session_scope() as session:
         row = session.get(Job, job_id)

@@ -24,6 +24,8 @@ class BuiltinDataset:
     files: tuple[str, ...]
     image_shape: tuple[int, int, int] | None = None
     description: str = ""
+    # Rows of the least frequent class (counted from the bundled files): bounds stratified folds.
+    smallest_class: int | None = None
 
     @property
     def ref(self) -> str:
@@ -45,6 +47,7 @@ BUILTINS: dict[str, BuiltinDataset] = {
             3,
             ("iris.csv",),
             description="Fisher's iris: 4 flower measurements, 3 species.",
+            smallest_class=50,
         ),
         BuiltinDataset(
             "wine",
@@ -54,6 +57,7 @@ BUILTINS: dict[str, BuiltinDataset] = {
             3,
             ("wine_data.csv",),
             description="Chemical analysis of 3 Italian wine cultivars: 13 features.",
+            smallest_class=48,
         ),
         BuiltinDataset(
             "breast_cancer",
@@ -63,6 +67,7 @@ BUILTINS: dict[str, BuiltinDataset] = {
             2,
             ("breast_cancer.csv",),
             description="Wisconsin diagnostic breast cancer: 30 features, malignant or benign.",
+            smallest_class=212,
         ),
         BuiltinDataset(
             "digits",
@@ -73,6 +78,7 @@ BUILTINS: dict[str, BuiltinDataset] = {
             ("digits.csv.gz",),
             image_shape=(1, 8, 8),
             description="Handwritten digits as 8x8 grey images (1x8x8 for a cnn), 10 classes.",
+            smallest_class=174,
         ),
         BuiltinDataset(
             "diabetes",

@@ -16,7 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-# More categories than this in one string column would make a huge, sparse one-hot block.
+# More categories than this in one string column would make a huge, sparse one-hot block. The default of
+# the REGTRAIN_MAX_CATEGORIES setting (core/settings.py), which the API applies at upload (a column's role)
+# and at submit; the worker encodes the columns the API accepted.
 MAX_CATEGORIES = 1000
 
 

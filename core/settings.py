@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         50_000_000, ge=1, description="Largest network (trainable parameters) a job may ask for."
     )
     max_cells: int = Field(2_000_000_000, ge=1, description="Largest rows x features a job may train on.")
+    max_categories: int = Field(
+        1000,
+        ge=1,
+        description="Most distinct values a text column may have to be one-hot encoded; a column with more is "
+        "`high_cardinality` and jobs leave it out.",
+    )
     max_queued_jobs: int = Field(1000, ge=1, description="Queued jobs beyond which new submissions get 429.")
     idempotency_ttl_seconds: int = Field(24 * 3600, ge=1, description="How long an Idempotency-Key is remembered.")
     admin_key: SecretStr | None = Field(
@@ -54,6 +60,11 @@ class Settings(BaseSettings):
     )
     docs: Literal["public", "off"] = Field(
         "public", description="Whether /docs, /redoc and /openapi.json are served (they never need a key)."
+    )
+    metrics: Literal["public", "key", "off"] = Field(
+        "key",
+        description="Who may read GET /metrics (Prometheus text): anyone (public), a caller with any valid key "
+        "of `read` scope sent as `Authorization: Bearer <key>` (key), or nobody: 404 (off).",
     )
     tenant_max_queued_jobs: int = Field(
         500, ge=1, description="Queued jobs one tenant may have (a tenant's own limit overrides it)."
@@ -72,6 +83,10 @@ class Settings(BaseSettings):
         None,
         description="Client side: the key `regtrain submit` sends as `Authorization: Bearer`; default: the "
         "key in home/admin.key when that file is readable.",
+    )
+    max_study_members: int = Field(1000, ge=1, description="Most members (grid points x variants) a study may have.")
+    max_study_fits: int = Field(
+        20_000, ge=1, description="Most member fits (members x cross-validation folds) a study may ask for."
     )
     log_level: str = "info"
 

@@ -7,6 +7,7 @@ from models.job import Job
 from models.job_state import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, JobStatus, transition, update_running
 from models.metrics import EpochMetric, LayerStat
 from models.schedule import Schedule, ScheduleRun
+from models.study import StudyMember
 from models.tenant import DEFAULT_TENANT, ApiKey, Tenant
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "LayerStat",
     "Schedule",
     "ScheduleRun",
+    "StudyMember",
     "Tenant",
     "transition",
     "update_running",

@@ -3,8 +3,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.expression import false as sa_false
 
 from models.base import Base, UTCDateTime, new_id, utcnow
 from models.job_status import JobStatus, JobStatusColumn
@@ -13,7 +14,9 @@ JOB_STATUSES = tuple(status.value for status in JobStatus)
 
 
 class Job(Base):
-    """A training job. Its `status` changes only through models.job_state.transition."""
+    """A unit of work a worker runs: a training job (`kind` "train") or a study (`kind` "study", whose
+    members are StudyMember rows). Both share the lifecycle, leases, limits and fair claiming. Its
+    `status` changes only through models.job_state.transition."""
 
     __tablename__ = "job"
     __table_args__ = (
@@ -26,6 +29,7 @@ class Job(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8), default="train", server_default="train")
     name: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[JobStatus] = mapped_column(JobStatusColumn(), default=JobStatus.QUEUED)
     # The normalized spec: defaults filled in, elastic net resolved to l1/l2.
@@ -62,9 +66,19 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     # Where the trained weights are, relative to the shared artifact store (REGTRAIN_HOME/artifacts).
     artifact_key: Mapped[str | None] = mapped_column(String(500))
+    # The epoch whose weights the artifact holds, and whether the job ended before training finished
+    # (canceled, timed out or failed: the weights of its last checkpoint, served marked as partial).
+    artifact_epoch: Mapped[int | None] = mapped_column(Integer)
+    artifact_partial: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    # What the service decided for the user at submit time (columns left out, and why), in sentences.
+    warnings: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
+    # For error_type "internal": the reference under which the worker logged the fault.
+    error_reference: Mapped[str | None] = mapped_column(String(36))
 
     schedule_id: Mapped[str | None] = mapped_column(String(36), index=True)
     # The slot a scheduled run was made for (a trigger's is the moment it was asked for).
     scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The job this one retrains (POST /v1/jobs/{id}/retrain).
     parent_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # For a study's refit job: the study (at most one refit job per study).
+    study_id: Mapped[str | None] = mapped_column(String(36), unique=True)

@@ -13,7 +13,15 @@ from models.base import utcnow
 from models.job import Job
 from models.job_status import JobStatus
 
-__all__ = ["ALLOWED_TRANSITIONS", "TERMINAL_STATUSES", "IllegalTransition", "JobStatus", "transition", "update_running"]
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "TERMINAL_STATUSES",
+    "IllegalTransition",
+    "JobStatus",
+    "record_partial_artifact",
+    "transition",
+    "update_running",
+]
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
@@ -72,6 +80,24 @@ def update_running(session: Session, job_id: str, attempt: int, **values: Any) -
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.attempts == attempt)
         .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
+
+
+def record_partial_artifact(session: Session, job_id: str, attempt: int, artifact_key: str, epoch: int) -> bool:
+    """Give a job that ended without success (canceled, or failed) the weights its attempt `attempt`
+    kept. Not a status change: allowed only while the job is terminal, still at that attempt, and has
+    no artifact, so a job taken over, requeued or already holding weights is never written to."""
+    statement = (
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.status.in_([JobStatus.FAILED.value, JobStatus.CANCELED.value]),
+            Job.attempts == attempt,
+            Job.artifact_key.is_(None),
+        )
+        .values(artifact_key=artifact_key, artifact_epoch=epoch, artifact_partial=True)
         .execution_options(synchronize_session=False)
     )
     return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]

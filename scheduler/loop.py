@@ -1,6 +1,7 @@
-"""`regtrain scheduler`: fires due schedule slots, and keeps jobs moving when workers or the broker fail
-(scheduler.upkeep). Any number may run against one database: each slot still fires once, and
-each job moves once (see api.services.schedules and models.job_state).
+"""`regtrain scheduler`: fires due schedule slots, creates the refit jobs of finished studies, and keeps
+jobs moving when workers or the broker fail (scheduler.upkeep). Any number may run against one database:
+each slot still fires once, each refit is made once, and each job moves once (see
+api.services.schedules and models.job_state).
 
 A plain loop rather than Celery beat: beat keeps its own schedule state and must run as a single
 instance, while this keeps all state in the database."""
@@ -27,6 +28,7 @@ def run(
     settings: Settings | None = None, clock: Callable[[], datetime] = utcnow, stop: threading.Event | None = None
 ) -> None:
     from api.services.schedules import fire_due
+    from api.services.studies import create_pending_refits
     from scheduler.upkeep import run_upkeep
 
     settings = settings or get_settings()
@@ -47,6 +49,8 @@ def run(
                         fired.outcome,
                         fired.job_id or "",
                     )
+                for job_id in create_pending_refits(session, settings):
+                    log.info("refit job %s created for a finished study", job_id)
         except Exception:
             # A database or broker outage must not end the scheduler; the next tick tries again.
             log.exception("firing due schedules failed; retrying")

@@ -1,6 +1,7 @@
 """Loading a job's dataset as arrays, from the canonical form in the shared store. Each process keeps
-the last few it loaded, keyed by content (sha256) and target, so that ten jobs on one dataset read
-and encode it once."""
+the last few it loaded, keyed by the stored parse (sha256 and missing-value markers), target and feature
+columns, so that ten jobs on one dataset read and encode it once. A table job reads only its target and
+the feature columns its spec lists (the API resolved them at submit)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from core.builtins import BUILTIN_PREFIX, BUILTINS
+from core.db import session_scope
 from core.features import FeatureColumn, encode, feature_names
 from core.settings import get_settings
-from core.storage import canonical_path
+from core.storage import canonical_path, store_key
+from models import Dataset
 from worker.training import ArrayDataset
 
 
@@ -61,13 +64,18 @@ def _labels(column: pa.ChunkedArray) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _load_table(sha256: str, target: str) -> LoadedData:
-    path = canonical_path(get_settings(), sha256, "table")
-    table = pq.read_table(path)
+def _load_table(key: str, target: str, features: tuple[str, ...] | None) -> LoadedData:
+    """`features` None (jobs submitted before specs listed them): every column but the target."""
+    path = canonical_path(get_settings(), key, "table")
+    names = pq.read_schema(path).names
+    chosen = [name for name in names if name != target] if features is None else list(features)
+    absent = [name for name in [*chosen, target] if name not in names]
+    if absent:
+        raise DatasetUnavailable(f"the stored dataset has no column(s) {', '.join(map(repr, absent))}")
+    table = pq.read_table(path, columns=[*chosen, target])
     layout = []
-    for field in table.schema:
-        if field.name == target:
-            continue
+    for name in chosen:
+        field = table.schema.field(name)
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
             categories = pc.unique(table[field.name]).drop_null().to_pylist()
             layout.append(FeatureColumn(field.name, "categorical", tuple(sorted(categories))))
@@ -87,7 +95,17 @@ def _load_arrays(sha256: str) -> LoadedData:
     return LoadedData(ArrayDataset(X=X, y=y, feature_names=names, image_shape=image_shape))
 
 
-def load_dataset(dataset_id: str, sha256: str, target: str) -> LoadedData:
+def _table_key(dataset_id: str, sha256: str) -> str:
+    """The store folder of a table: its bytes' sha256 and the markers its upload was read with."""
+    with session_scope() as session:
+        row = session.get(Dataset, dataset_id)
+        na_values = row.generator.get("na_values") if row is not None and row.generator else None
+        if row is None or row.source != "upload" or na_values is None:
+            return sha256
+        return store_key(sha256, na_values)
+
+
+def load_dataset(dataset_id: str, sha256: str, target: str, features: list[str] | None = None) -> LoadedData:
     if dataset_id.startswith(BUILTIN_PREFIX):
         name = dataset_id.removeprefix(BUILTIN_PREFIX)
         if name not in BUILTINS:
@@ -96,8 +114,9 @@ def load_dataset(dataset_id: str, sha256: str, target: str) -> LoadedData:
             raise DatasetUnavailable(f"{dataset_id} on this worker differs from the one the job was submitted with")
         return _load_builtin(name)
     settings = get_settings()
-    if canonical_path(settings, sha256, "table").exists():
-        return _load_table(sha256, target)
+    key = _table_key(dataset_id, sha256)
+    if canonical_path(settings, key, "table").exists():
+        return _load_table(key, target, tuple(features) if features is not None else None)
     if canonical_path(settings, sha256, "arrays").exists():
         return _load_arrays(sha256)
     raise DatasetUnavailable(f"dataset {dataset_id} ({sha256[:12]}) is not in the store {settings.datasets_dir}")

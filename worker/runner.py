@@ -4,7 +4,12 @@ attempt number, so a job that was canceled or taken over in the meantime is neve
 An attempt stops at its next step when its lease is lost (canceled, or presumed dead and taken over),
 when its worker is shutting down (the job goes back to the queue at once and resumes elsewhere from
 its last checkpoint), or when it runs past REGTRAIN_JOB_TIME_LIMIT_SECONDS (it fails with `timeout`,
-keeping its checkpoint)."""
+keeping its checkpoint).
+
+A job that ends without success (canceled, timed out, diverged, bad data, an internal fault) keeps the
+weights of its last finite checkpoint as a partial artifact. Its error says whose fault it was: the
+user's data (`invalid_data`: only InvalidData and DatasetUnavailable) or the service's (`internal`,
+with the reference its traceback was logged under)."""
 
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, insert
@@ -25,9 +32,10 @@ from core.db import session_scope
 from core.settings import get_settings
 from models import EpochMetric, Job, JobStatus, LayerStat, job_queue, transition, update_running
 from models.base import utcnow
-from worker.artifacts import write_artifact
+from models.job_state import record_partial_artifact
+from worker.artifacts import write_artifact, write_partial_artifact
 from worker.datasets import DatasetUnavailable, LoadedData, load_dataset
-from worker.training import Canceled, Diverged, EpochReport, TrainConfig, train
+from worker.training import Canceled, Diverged, EpochReport, InvalidData, TrainConfig, train
 
 log = logging.getLogger(__name__)
 
@@ -190,10 +198,11 @@ def _hand_back(job_id: str, attempt: int) -> None:
         log.info("job %s handed back to queue %s at shutdown", job_id, job.queue)
 
 
-def run_job(job_id: str, load: Callable[[str, str, str], LoadedData] = load_dataset) -> None:
+def run_job(job_id: str, load: Callable[[str, str, str, list[str] | None], LoadedData] = load_dataset) -> None:
     """Start the fairest queued job on the queue of `job_id` (models.job_queue: the message is a token,
     and the job it starts may be another tenant's), train it, and when it ends, pass its running slot
-    on. `load` maps (dataset id, sha256, target) to arrays; benchmarks pass their own data through it."""
+    on. `load` maps (dataset id, sha256, target, the spec's feature columns) to arrays; benchmarks pass
+    their own data through it."""
     if SHUTTING_DOWN.is_set():
         return  # a message taken during shutdown; the job stays queued for another worker
     with session_scope() as session:
@@ -202,10 +211,15 @@ def run_job(job_id: str, load: Callable[[str, str, str], LoadedData] = load_data
             log.info("no queued job on the queue of job %s may start now; nothing to do", job_id)
             return
         claimed = ClaimedJob(
-            job.id, job.tenant_id, job.attempts, job.spec, job.task, job.dataset_id, job.dataset_sha256
+            job.id, job.tenant_id, job.attempts, job.spec, job.task, job.dataset_id, job.dataset_sha256, job.kind
         )
     try:
-        _run_claimed(claimed, load)
+        if claimed.kind == "study":
+            from worker import studies
+
+            studies.run_claimed(claimed, load)
+        else:
+            _run_claimed(claimed, load)
     finally:
         _pass_slot_on(claimed.tenant_id)
 
@@ -219,6 +233,7 @@ class ClaimedJob:
     task: str
     dataset_id: str
     sha256: str
+    kind: str = "train"
 
 
 def _pass_slot_on(tenant_id: str) -> None:
@@ -231,14 +246,20 @@ def _pass_slot_on(tenant_id: str) -> None:
         log.warning("could not pass on a running slot of tenant %s; the sweeper will", tenant_id, exc_info=True)
 
 
-def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str], LoadedData]) -> None:
+def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] | None], LoadedData]) -> None:
     job_id, attempt, spec, task = claimed.job_id, claimed.attempt, claimed.spec, claimed.task
     dataset_id, sha256 = claimed.dataset_id, claimed.sha256
     settings = get_settings()
     checkpoint = settings.artifacts_dir / "checkpoints" / f"{job_id}.safetensors"
+    data: LoadedData | None = None
+    config: TrainConfig | None = None
     with Lease(job_id, attempt, settings.job_time_limit_seconds) as lease:
+
+        def keep_partial() -> dict[str, Any]:
+            return _write_partial(claimed, checkpoint, data, config)
+
         try:
-            data = load(dataset_id, sha256, spec["target"] or "target")
+            data = load(dataset_id, sha256, spec["target"] or "target", spec.get("features"))
             config = TrainConfig.from_spec(spec, task)  # type: ignore[arg-type]
             outcome = train(config, data.arrays, DatabaseReporter(job_id, lease), checkpoint_path=checkpoint)
             artifact_key = f"{job_id}.safetensors"
@@ -246,29 +267,41 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str], LoadedData
         except Canceled as stop:
             reason = lease.stop_reason()
             if reason == "shutdown":
+                # No partial artifact: the job resumes from its checkpoint and finishes elsewhere.
                 _hand_back(job_id, attempt)
             elif reason == "timeout":
-                _finish(
-                    job_id,
-                    attempt,
-                    JobStatus.FAILED,
+                _fail(
+                    claimed,
+                    keep_partial(),
                     error_type="timeout",
                     error_message=f"Stopped at epoch {stop.epoch}: the job ran longer than this server's limit of "
                     f"{settings.job_time_limit_seconds} s. Its metrics and last checkpoint are kept.",
                 )
             else:
                 log.info("job %s stopped at epoch %d: it no longer belongs to this attempt", job_id, stop.epoch)
+                # Canceled (it is terminal already), or taken over: the fenced write tells which.
+                _record_partial(claimed, keep_partial())
             return
         except Diverged as exc:
-            _finish(job_id, attempt, JobStatus.FAILED, error_type="diverged", error_message=str(exc))
+            # The checkpoint is the last epoch before divergence (an epoch's checkpoint is written only
+            # after its losses were found finite); its weights are checked finite again before serving.
+            _fail(claimed, keep_partial(), error_type="diverged", error_message=str(exc))
             return
-        except (DatasetUnavailable, ValueError) as exc:
-            _finish(job_id, attempt, JobStatus.FAILED, error_type="invalid_data", error_message=str(exc))
+        except (InvalidData, DatasetUnavailable) as exc:
+            _fail(claimed, keep_partial(), error_type="invalid_data", error_message=str(exc))
             return
-        except Exception as exc:
-            log.exception("job %s failed", job_id)
-            _finish(
-                job_id, attempt, JobStatus.FAILED, error_type="internal", error_message=f"{type(exc).__name__}: {exc}"
+        except Exception:
+            # Not the user's data: the service's own fault. The traceback goes to the log only, under a
+            # reference the job shows, so that an operator can find it and the user is not blamed.
+            reference = str(uuid.uuid4())
+            log.exception("job %s failed with an internal error; reference %s", job_id, reference)
+            _fail(
+                claimed,
+                keep_partial(),
+                error_type="internal",
+                error_message=f"The service failed while training this job; it has been logged under reference "
+                f"{reference}. This is not a problem with your data or spec.",
+                error_reference=reference,
             )
             return
 
@@ -279,7 +312,61 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str], LoadedData
         JobStatus.SUCCEEDED,
         result=result,
         artifact_key=artifact_key,
+        artifact_epoch=outcome.result.weights_epoch,
+        artifact_partial=False,
         progress_epoch=result["epochs_run"],
     )
     if done is None:
         log.info("job %s finished training but was canceled or taken over first; result not recorded", job_id)
+
+
+def _write_partial(
+    claimed: ClaimedJob, checkpoint: Path, data: LoadedData | None, config: TrainConfig | None
+) -> dict[str, Any]:
+    """Writes the stopped attempt's last checkpointed weights as a partial artifact, under a key of its
+    own (never the final artifact's, which a live attempt that took the job over may be writing), and
+    returns the job columns that point at it; empty when there is nothing to keep. Best effort: a
+    failure here must not keep the job's real outcome from being recorded."""
+    if data is None or config is None or not checkpoint.is_file():
+        return {}
+    key = f"{claimed.job_id}.partial-{claimed.attempt}.safetensors"
+    try:
+        epoch = write_partial_artifact(
+            get_settings().artifacts_dir / key, checkpoint, data.arrays, config, claimed.spec, claimed.task, data.layout
+        )
+    except Exception:
+        log.warning("could not keep the partial weights of job %s", claimed.job_id, exc_info=True)
+        return {}
+    if epoch is None:
+        log.info("job %s keeps no partial weights: its last checkpoint is not finite", claimed.job_id)
+        return {}
+    return {"artifact_key": key, "artifact_epoch": epoch, "artifact_partial": True}
+
+
+def _discard_partial(claimed: ClaimedJob, partial: dict[str, Any]) -> None:
+    if partial:
+        (get_settings().artifacts_dir / partial["artifact_key"]).unlink(missing_ok=True)
+
+
+def _record_partial(claimed: ClaimedJob, partial: dict[str, Any]) -> None:
+    """Points a job that is already terminal at this attempt's partial weights (fenced: models.job_state)."""
+    if not partial:
+        return
+
+    def write() -> bool:
+        with session_scope() as session:
+            return record_partial_artifact(
+                session, claimed.job_id, claimed.attempt, partial["artifact_key"], partial["artifact_epoch"]
+            )
+
+    if retrying(write):
+        log.info("job %s keeps its weights of epoch %d as partial", claimed.job_id, partial["artifact_epoch"])
+    else:
+        _discard_partial(claimed, partial)
+
+
+def _fail(claimed: ClaimedJob, partial: dict[str, Any], **error: Any) -> None:
+    """Fails the job with its partial weights in the same write; if the job was canceled meanwhile, it
+    still gets them."""
+    if _finish(claimed.job_id, claimed.attempt, JobStatus.FAILED, **error, **partial) is None:
+        _record_partial(claimed, partial)

@@ -1,10 +1,11 @@
 """CSV: the delimiter guessed from a sample, a streaming typed parse into the canonical Parquet, and a
 sentence naming the line for every way a file can be malformed.
 
-The parse never holds the file: Arrow reads it block by block, each block is written to Parquet and
-profiled, and only then is the next one read. Column types come from the first block; when a later block
-disagrees (an int column with a decimal, a numeric one with text), the file is read once more as text to
-find every column's type, and converted again.
+The parse never holds the file: Arrow reads it block by block as text, the missing-value markers become
+nulls, each column is cast to its type, the block is written to Parquet and profiled, and only then is the
+next one read. Column types come from the first block; when a later block disagrees (an int column with a
+decimal, a numeric one with text), the file is read once more to find every column's type, and converted
+again. Type inference and conversion use the same casts, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import TextIO, TypeVar
 
@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from api.ingest.messages import byte_count, quoted
+from api.ingest.missing import DEFAULT_NA_VALUES, PADDING, MissingMarkers
 from api.ingest.table import ARROW_TYPES, TableSink, check_column_names
 from api.ingest.types import ColumnProfile, Ingested, IngestLimits
 from core.errors import InvalidInput
@@ -34,28 +35,25 @@ SNIFF_BYTES = 64 << 10
 DELIMITERS = (",", ";", "\t", "|")
 UTF8_BOM = codecs.BOM_UTF8
 
-# Only an empty cell is missing. Arrow's default null markers ("NA", "null", "NaN", "#N/A", ...) would turn
-# real text such as "NA" (North America) into nulls, and would make "NaN" missing when it is a float that
-# belongs in the non-finite count.
-NULL_VALUES = [""]
-# Not "1"/"0" (Arrow's default): those are numbers.
+# Not "1"/"0": those are numbers.
 TRUE_VALUES = ["true", "True", "TRUE"]
 FALSE_VALUES = ["false", "False", "FALSE"]
 
 # Where a column goes when a value does not fit its type; string holds anything.
 WIDER = {"int64": "float64", "float64": "string", "bool": "string"}
 
-_CONVERSION_ERROR = re.compile(r"In CSV column #(\d+): CSV conversion error to")
 _Result = TypeVar("_Result")
 
 
-def ingest_csv(upload: Path, out_dir: Path, limits: IngestLimits) -> Ingested:
+def ingest_csv(
+    upload: Path, out_dir: Path, limits: IngestLimits, na_values: Sequence[str] = DEFAULT_NA_VALUES
+) -> Ingested:
     delimiter, header_fields, header_complete = detect_delimiter(upload)
     if header_fields > limits.max_columns:
         # Known from the sample alone, before Arrow parses a block that wide.
         count = header_fields if header_complete else f"at least {header_fields}"
         raise InvalidInput(f"The file has {count} columns; the limit is {limits.max_columns}.")
-    source = CsvSource(upload, delimiter)
+    source = CsvSource(upload, delimiter, na_values)
     names, kinds = source.probe()
     check_column_names(names, limits, "in the header")
     discovered = False
@@ -68,13 +66,15 @@ def ingest_csv(upload: Path, out_dir: Path, limits: IngestLimits) -> Ingested:
                 kinds = source.discover(names)
                 discovered = True
             elif kinds[drift.column] in WIDER:
-                # Arrow's converter and the discovery's casts disagreed on a value; widening one step per
-                # disagreement always ends, at string at the latest.
+                # The discovery and the conversion disagreed on a value (they share their casts, so this is a
+                # safety net); widening one step per disagreement always ends, at string at the latest.
                 kinds[drift.column] = WIDER[kinds[drift.column]]
             else:
                 column = quoted(names[drift.column]) if drift.column < len(names) else f"#{drift.column + 1}"
                 raise InvalidInput(f"Column {column} could not be read as text.") from None
-    return Ingested(format="csv", kind="table", rows=rows, columns=profiles, canonical=canonical)
+    return Ingested(
+        format="csv", kind="table", rows=rows, columns=profiles, canonical=canonical, na_values=tuple(na_values)
+    )
 
 
 class TypeDrift(Exception):
@@ -121,52 +121,66 @@ def detect_delimiter(upload: Path) -> tuple[str, int, bool]:
 class CsvSource:
     """One uploaded CSV file and the parse options that fit it."""
 
-    def __init__(self, upload: Path, delimiter: str) -> None:
+    def __init__(self, upload: Path, delimiter: str, na_values: Sequence[str] = DEFAULT_NA_VALUES) -> None:
         self.upload = upload
         self.delimiter = delimiter
+        self.markers = MissingMarkers(na_values)
 
     def probe(self) -> tuple[list[str], list[str]]:
-        """Column names, and each column's type as Arrow infers it from the first block."""
+        """Column names, and each column's narrowest type over the first block."""
         reader = self._guarded(lambda: self._open(None))
         try:
             schema = self._guarded(lambda: reader.schema)
             names = self._guarded(lambda: list(schema.names))
         finally:
             reader.close()
-        kinds: list[str] = []
-        for field in schema:
-            kind = _kind_of(field.type)
-            if kind is None:
-                # Arrow falls back to binary only for bytes that are not UTF-8.
-                raise self._utf8_error()
-            kinds.append(kind)
-        return names, kinds
+        kinds = ["null"] * len(names)
+        batches = self._batches(names)
+        try:
+            first = next(batches, None)
+        finally:
+            batches.close()
+        if first is not None:
+            kinds = self._widen(kinds, first)
+        # A column empty throughout the first block: float64 holds its nulls, and a later value that is not
+        # a number triggers the full-file type discovery.
+        return names, ["float64" if kind == "null" else kind for kind in kinds]
 
     def convert(self, names: list[str], kinds: list[str], out_dir: Path) -> tuple[int, list[ColumnProfile], Path]:
-        types = {name: ARROW_TYPES[kind] for name, kind in zip(names, kinds, strict=True)}
         with TableSink(out_dir, list(zip(names, kinds, strict=True))) as sink:
-            for batch in self._batches(types):
-                sink.write(batch)
+            for batch in self._batches(names):
+                columns = [
+                    _typed(self.markers.apply(column), kind, index)
+                    for index, (column, kind) in enumerate(zip(batch.columns, kinds, strict=True))
+                ]
+                sink.write(pa.RecordBatch.from_arrays(columns, schema=sink.schema))
             if sink.rows == 0:
                 raise InvalidInput("The file has a header but no rows.")
             profiles = sink.finish()
         return sink.rows, profiles, sink.path
 
     def discover(self, names: list[str]) -> list[str]:
-        """Every column's narrowest type over the whole file, from a pass that reads all cells as text."""
+        """Every column's narrowest type over the whole file."""
         found = ["null"] * len(names)
-        for batch in self._batches(dict.fromkeys(names, pa.string())):
-            for index, column in enumerate(batch.columns):
-                if found[index] == "string":
-                    continue
-                present = column.drop_null() if column.null_count else column
-                if len(present):
-                    found[index] = _join(found[index], _narrowest(present, found[index]))
+        for batch in self._batches(names):
+            found = self._widen(found, batch)
         # A column with no value at all is stored as float64 (all null), as pandas would read it.
         return ["float64" if kind == "null" else kind for kind in found]
 
-    def _batches(self, types: dict[str, pa.DataType]) -> Iterator[pa.RecordBatch]:
-        reader = self._guarded(lambda: self._open(types))
+    def _widen(self, found: list[str], batch: pa.RecordBatch) -> list[str]:
+        widened = list(found)
+        for index, column in enumerate(batch.columns):
+            if widened[index] == "string":
+                continue
+            column = self.markers.apply(column)
+            present = column.drop_null() if column.null_count else column
+            if len(present):
+                widened[index] = _join(widened[index], _narrowest(present, widened[index]))
+        return widened
+
+    def _batches(self, names: list[str]) -> Generator[pa.RecordBatch, None, None]:
+        """The file's blocks with every cell as text (no cell null: the markers are applied afterwards)."""
+        reader = self._guarded(lambda: self._open(dict.fromkeys(names, pa.string())))
         try:
             while True:
                 batch = self._guarded(lambda: _next_or_none(reader))
@@ -190,11 +204,9 @@ class CsvSource:
             ),
             convert_options=pa_csv.ConvertOptions(
                 column_types=types,
-                null_values=NULL_VALUES,
-                true_values=TRUE_VALUES,
-                false_values=FALSE_VALUES,
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
+                null_values=[],
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
                 check_utf8=True,
             ),
         )
@@ -209,9 +221,6 @@ class CsvSource:
             message = str(error)
             if "invalid UTF8" in message:
                 raise self._utf8_error() from None
-            drift = _CONVERSION_ERROR.search(message)
-            if drift:
-                raise TypeDrift(int(drift.group(1))) from None
             if "Empty CSV file" in message:
                 # Arrow says this too of a lone header without a line break.
                 if self._has_text():
@@ -315,31 +324,33 @@ def _next_or_none(reader: pa_csv.CSVStreamingReader) -> pa.RecordBatch | None:
         return None
 
 
-def _kind_of(arrow_type: pa.DataType) -> str | None:
-    """The canonical type of an inferred column; None for binary (its bytes are not UTF-8)."""
-    if pa.types.is_int64(arrow_type):
-        return "int64"
-    if pa.types.is_float64(arrow_type) or pa.types.is_null(arrow_type):
-        # A column empty throughout the first block: float64 holds its nulls, and a later value that is not
-        # a number triggers the full-file type discovery.
-        return "float64"
-    if pa.types.is_boolean(arrow_type):
-        return "bool"
-    if pa.types.is_binary(arrow_type) or pa.types.is_large_binary(arrow_type):
-        return None
-    # Strings, and the dates, times and timestamps Arrow recognises: kept as the text the file holds.
-    return "string"
-
-
 _BOOL_TEXT = pa.array(TRUE_VALUES + FALSE_VALUES)
+_TRUE_TEXT = pa.array(TRUE_VALUES)
+
+
+def _typed(column: pa.Array, kind: str, index: int) -> pa.Array:
+    """Text (markers already null) as the column's type; TypeDrift(index) when a value does not fit it."""
+    if kind == "string":
+        return column
+    # Numbers and booleans may have spaces and tabs around them.
+    trimmed = pc.utf8_trim(column, characters=PADDING)
+    if kind == "bool":
+        known = pc.is_in(trimmed, value_set=_BOOL_TEXT)
+        if pc.any(pc.and_(pc.invert(known), pc.is_valid(trimmed))).as_py():
+            raise TypeDrift(index)
+        return pc.if_else(pc.is_valid(trimmed), pc.is_in(trimmed, value_set=_TRUE_TEXT), pa.scalar(None, pa.bool_()))
+    try:
+        return pc.cast(trimmed, ARROW_TYPES[kind])
+    except pa.ArrowInvalid:
+        raise TypeDrift(index) from None
 
 
 def _narrowest(values: pa.Array, current: str) -> str:
     """The narrowest type, no narrower than `current` allows, that holds every (non-null) text value."""
-    if current in ("null", "bool") and pc.all(pc.is_in(values, value_set=_BOOL_TEXT)).as_py():
+    # Spaces and tabs around a number or boolean do not make it text.
+    trimmed = pc.utf8_trim(values, characters=PADDING)
+    if current in ("null", "bool") and pc.all(pc.is_in(trimmed, value_set=_BOOL_TEXT)).as_py():
         return "bool"
-    # Arrow's CSV converter trims spaces and tabs around numbers; its casts do not.
-    trimmed = pc.utf8_trim(values, characters=" \t")
     if current in ("null", "int64") and _casts(trimmed, pa.int64()):
         return "int64"
     if current in ("null", "int64", "float64") and _casts(trimmed, pa.float64()):

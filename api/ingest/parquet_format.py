@@ -7,7 +7,7 @@ a dictionary-encoded column can declare a few kilobytes and decode to gigabytes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from api.ingest.messages import byte_count, quoted
+from api.ingest.missing import DEFAULT_NA_VALUES, MissingMarkers
 from api.ingest.table import ARROW_TYPES, TableSink, check_column_names
 from api.ingest.types import Ingested, IngestLimits
 from core.errors import InvalidInput
@@ -31,7 +32,10 @@ _CORRUPT = "The Parquet file is corrupt or truncated and cannot be read."
 _READ_ERRORS = (pa.ArrowException, OSError, ValueError)
 
 
-def ingest_parquet(upload: Path, out_dir: Path, limits: IngestLimits) -> Ingested:
+def ingest_parquet(
+    upload: Path, out_dir: Path, limits: IngestLimits, na_values: Sequence[str] = DEFAULT_NA_VALUES
+) -> Ingested:
+    markers = MissingMarkers(na_values)
     try:
         parquet = pq.ParquetFile(upload)
     except _READ_ERRORS:
@@ -61,14 +65,21 @@ def ingest_parquet(upload: Path, out_dir: Path, limits: IngestLimits) -> Ingeste
                         f"The Parquet file decodes to more than {byte_count(limits.max_decompressed_bytes)}, the limit."
                     )
                 columns = [
-                    _convert(batch.column(index), name, kind, sink.rows)
+                    _convert(batch.column(index), name, kind, sink.rows, markers)
                     for index, (name, kind) in enumerate(zip(names, kinds, strict=True))
                 ]
                 sink.write(pa.RecordBatch.from_arrays(columns, schema=sink.schema))
             if sink.rows == 0:
                 raise InvalidInput("The Parquet file has no rows.")
             profiles = sink.finish()
-    return Ingested(format="parquet", kind="table", rows=sink.rows, columns=profiles, canonical=sink.path)
+    return Ingested(
+        format="parquet",
+        kind="table",
+        rows=sink.rows,
+        columns=profiles,
+        canonical=sink.path,
+        na_values=markers.na_values,
+    )
 
 
 def _columns(fields: list[tuple[str, pa.DataType]], limits: IngestLimits) -> tuple[list[str], list[str]]:
@@ -122,8 +133,9 @@ def _batches(parquet: pq.ParquetFile, names: list[str]) -> Iterator[pa.RecordBat
         yield batch
 
 
-def _convert(column: pa.Array, name: str, kind: str, rows_before: int) -> pa.Array:
-    """The column as its canonical type; `rows_before` (rows of earlier batches) places a bad value."""
+def _convert(column: pa.Array, name: str, kind: str, rows_before: int, markers: MissingMarkers) -> pa.Array:
+    """The column as its canonical type, text matching a missing-value marker as null; `rows_before` (rows
+    of earlier batches) places a bad value."""
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()
     target = ARROW_TYPES[kind]
@@ -142,4 +154,5 @@ def _convert(column: pa.Array, name: str, kind: str, rows_before: int) -> pa.Arr
             found = _BAD_UTF8_AT.search(str(error))
             where = f" (row {rows_before + int(found.group(1)) + 1})" if found else ""
             raise InvalidInput(f"Column {quoted(name)} holds text that is not valid UTF-8{where}.") from None
+        column = markers.apply(column)
     return column

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,10 +11,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from api.ingest.types import DISTINCT_CAP, TOP_VALUES, ColumnProfile
+from api.ingest.types import DISTINCT_CAP, TOP_VALUES, UNIQUE_CHECK_MAX_ROWS, ColumnProfile
 
 # Column kinds of a table (and of y): the four dtypes a canonical table may hold.
 TABLE_KINDS = ("float64", "int64", "bool", "string")
+# ISO 8601 dates (2024-01-31) and dates with a time (2024-01-31T08:00, 2024-01-31 08:00:00.5+01:00, ...Z),
+# as pandas, databases and spreadsheets export them.
+ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?( ?(Z|[+-]\d{2}(:?\d{2})?))?)?$").pattern
 
 
 class Moments:
@@ -155,13 +159,19 @@ class ColumnAccumulator:
         self._moments = None if kind == "string" else Moments()
         self._counts: ValueCounts | None = ValueCounts(DISTINCT_CAP)
         self._recounted_top: list[tuple[Any, int]] | None = None
+        self.rows = 0
+        self._iso_datetime = kind == "string"
+        self._unique: bool | None = None
 
     def add(self, column: pa.Array) -> None:
+        self.rows += len(column)
         self.missing += column.null_count
         present = column.drop_null() if column.null_count else column
         if self.kind == "string":
             assert self._counts is not None
             self._counts.add(present)
+            if self._iso_datetime and len(present):
+                self._iso_datetime = bool(pc.all(pc.match_substring_regex(present, ISO_DATETIME)).as_py())
             return
         assert self._moments is not None
         numbers = present.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
@@ -186,6 +196,29 @@ class ColumnAccumulator:
     def needs_recount(self) -> bool:
         """True when top values are owed but the counts are a summary: call `recount` with the column again."""
         return self._counts is not None and not self._counts.exact and self._recounted_top is None
+
+    @property
+    def needs_uniqueness_check(self) -> bool:
+        """True when whether every row differs is owed and unknown from the counts: call `check_unique`."""
+        counted = self._counts is not None and self._counts.exact
+        return (
+            self.kind in ("int64", "string")
+            and self._unique is None
+            and not counted
+            and self.missing == 0
+            and self.rows <= UNIQUE_CHECK_MAX_ROWS
+        )
+
+    def check_unique(self, column: pa.ChunkedArray) -> None:
+        """Whether the whole column (every row, no nulls) holds each value once."""
+        self._unique = int(pc.count_distinct(column).as_py()) == self.rows
+
+    def _is_unique(self) -> bool:
+        if self._unique is not None:
+            return self._unique
+        if self.kind not in ("int64", "string") or self.missing or self.rows == 0:
+            return False
+        return self._counts is not None and self._counts.exact and self._counts.distinct == self.rows
 
     def recount(self, columns: Iterable[pa.Array]) -> None:
         """Exact counts of the summary's candidates, from a second pass over the same column's batches."""
@@ -227,6 +260,8 @@ class ColumnAccumulator:
             std=std,
             distinct=distinct,
             top_values=top,
+            unique=self._is_unique(),
+            iso_datetime=self._iso_datetime and self.rows > self.missing,
         )
 
 

@@ -103,6 +103,11 @@ class TableSink:
                     accumulator.recount(
                         batch.column(0) for batch in reader.iter_batches(batch_size=RECOUNT_BATCH_ROWS, columns=[name])
                     )
+        unknown = [(i, acc) for i, acc in enumerate(self._accumulators) if acc.needs_uniqueness_check]
+        if unknown:
+            with pq.ParquetFile(self._partial) as reader:
+                for index, accumulator in unknown:
+                    accumulator.check_unique(reader.read(columns=[self.schema.names[index]]).column(0))
         profiles = [accumulator.profile() for accumulator in self._accumulators]
         self._partial.replace(self.path)
         return profiles

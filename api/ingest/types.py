@@ -10,6 +10,9 @@ from typing import Any
 # and per-value counts are no longer kept exactly (bounded memory for id-like columns).
 DISTINCT_CAP = 1000
 TOP_VALUES = 20
+# Above DISTINCT_CAP distinct values, whether a column is unique per row (an id) takes a pass that hashes
+# the whole column; beyond this many rows (some hundreds of MB of hash table for text) it is not taken.
+UNIQUE_CHECK_MAX_ROWS = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,11 @@ class ColumnProfile:
     std: float | None
     distinct: int | None
     top_values: list[tuple[Any, int]] | None
+    # Every row holds a value and no two are the same (int64 and text columns; False when it could not be
+    # established: above UNIQUE_CHECK_MAX_ROWS rows past DISTINCT_CAP).
+    unique: bool = False
+    # A text column whose every value is an ISO 8601 date or date and time.
+    iso_datetime: bool = False
 
 
 @dataclass(frozen=True)
@@ -46,3 +54,5 @@ class Ingested:
     rows: int
     columns: list[ColumnProfile]
     canonical: Path
+    # The cell texts read as missing (CSV: every column; Parquet: text columns); None for arrays.
+    na_values: tuple[str, ...] | None = None

@@ -35,6 +35,16 @@ UPLOAD_BODY = {
                             "description": f"Dataset name: {NAME_RULE}. The same name again makes the next version.",
                         },
                         "target": {"type": "string", "description": "Default target column of jobs on it."},
+                        "na_values": {
+                            "type": "string",
+                            "description": "A JSON list of strings: the cell texts read as missing, replacing the "
+                            'default ["", "NA", "N/A", "NaN", "null", "NULL", "None", "?"]. Cells are compared after '
+                            'removing surrounding spaces and tabs, so "" stands for empty and blank cells. Applies to '
+                            "every CSV column (before types are inferred: a numeric column with NA stays numeric) and "
+                            'to Parquet text columns; not to NPZ or HDF5. Example: ["", "?"] when "NA" means '
+                            "North America. The same bytes with other na_values are another parse.",
+                            "example": '["", "?"]',
+                        },
                     },
                 }
             }

@@ -83,23 +83,42 @@ def get_weights(
     return jobs.job_weights(session, caller.tenant_id, job_id, epoch)
 
 
+NO_WEIGHTS = "The job has no weights: it is queued or running, or stopped before finishing an epoch."
+
+
 @router.get(
     "/{job_id}/artifact",
     response_class=FileResponse,
     responses={
         **NOT_FOUND,
-        409: {"model": ErrorRead, "description": "The job has not succeeded."},
+        409: {"model": ErrorRead, "description": NO_WEIGHTS},
         200: {
             "content": {"application/octet-stream": {}},
             "description": "safetensors file; tensor names are the layer names of /weights.",
+            "headers": {
+                "X-Regtrain-Partial": {
+                    "description": "`true` when the job stopped before training finished (canceled, timed out or "
+                    "failed) and these are the weights of its last checkpoint; else `false`.",
+                    "schema": {"type": "string", "enum": ["true", "false"]},
+                },
+                "X-Regtrain-Epoch": {
+                    "description": "The epoch whose weights the file holds (absent for jobs trained before it "
+                    "was recorded).",
+                    "schema": {"type": "integer"},
+                },
+            },
         },
     },
 )
 def get_artifact(job_id: str, caller: Reader, session: SessionDep, settings: SettingsDep) -> FileResponse:
     """The trained weights as safetensors, with the normalized spec, feature names, class labels and
-    standardization statistics in its metadata."""
-    path = artifacts.artifact_path(session, settings, caller.tenant_id, job_id)
-    return FileResponse(path, media_type="application/octet-stream", filename=f"regtrain-{job_id}.safetensors")
+    standardization statistics in its metadata; a stopped job's last checkpointed weights, marked partial."""
+    stored = artifacts.artifact_path(session, settings, caller.tenant_id, job_id)
+    headers = {"X-Regtrain-Partial": "true" if stored.partial else "false"}
+    if stored.epoch is not None:
+        headers["X-Regtrain-Epoch"] = str(stored.epoch)
+    filename = f"regtrain-{job_id}.safetensors"
+    return FileResponse(stored.path, media_type="application/octet-stream", filename=filename, headers=headers)
 
 
 @router.post(
@@ -108,14 +127,15 @@ def get_artifact(job_id: str, caller: Reader, session: SessionDep, settings: Set
     response_model_exclude_none=True,
     responses={
         **NOT_FOUND,
-        409: {"model": ErrorRead, "description": "The job has not succeeded."},
+        409: {"model": ErrorRead, "description": NO_WEIGHTS},
         413: {"model": ErrorRead, "description": "More rows than one request may carry."},
     },
 )
 def predict(
     job_id: str, body: PredictRequest, caller: Reader, session: SessionDep, settings: SettingsDep
 ) -> dict[str, Any]:
-    """Predict with a succeeded job's weights: raw feature rows in, class labels (with probabilities) or values out."""
+    """Predict with a job's weights: raw feature rows in, class labels (with probabilities) or values out.
+    A job that stopped before training finished answers from its last checkpoint, marked `partial`."""
     return artifacts.predict_rows(session, settings, caller.tenant_id, job_id, body)
 
 

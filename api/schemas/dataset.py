@@ -24,8 +24,10 @@ class ColumnRead(BaseModel):
     name: str
     dtype: str = Field(description="float64, int64, bool or string for tables; the array's dtype for X and y.")
     shape: list[int] | None = Field(None, description="Arrays only: the shape of one row (X) or [] (y).")
-    missing: int = Field(description="Empty (null) cells.")
-    non_finite: int = Field(description="NaN and infinite values among the numbers.")
+    missing: int = Field(
+        description="Missing cells: null, or (CSV, and Parquet text) a cell matching one of the dataset's `na_values`."
+    )
+    non_finite: int = Field(description="NaN and infinite values among the numbers (a CSV's 'NaN' text is missing).")
     min: float | None
     max: float | None
     mean: float | None
@@ -33,6 +35,14 @@ class ColumnRead(BaseModel):
     distinct: int | None = Field(description="Distinct values, when there are at most 1,000; null above.")
     top_values: list[ValueCount] | None = Field(
         description="Up to 20 most frequent values with counts (text and bool columns, and few-valued ones)."
+    )
+    role: Literal["feature", "id", "constant", "high_cardinality", "datetime", "target"] = Field(
+        "feature",
+        description="What the column is for, inferred at upload. Jobs use `feature` columns and leave out `id` "
+        "(unique per row: text, or integers named like an id or numbering the rows), `constant` (one distinct "
+        "value, or none), `high_cardinality` (text with more distinct values than REGTRAIN_MAX_CATEGORIES) and "
+        "`datetime` (ISO 8601 dates or times) unless a job lists them in `features`; `target` is the "
+        "dataset's target.",
     )
 
 
@@ -58,6 +68,15 @@ class DatasetRead(BaseModel):
     size_bytes: int
     source: Literal["upload", "synthetic"]
     generator: dict[str, Any] | None = Field(description="The generator's parameters, for synthetic datasets.")
+    na_values: list[str] | None = Field(
+        None,
+        description="The cell texts read as missing (every CSV column, Parquet text columns), compared after "
+        'removing surrounding spaces and tabs; "" stands for empty and blank cells. Null for arrays, '
+        "synthetic data and uploads from before markers were recorded.",
+    )
+    warnings: list[str] = Field(
+        [], description="Sentences on the columns jobs leave out by default (ids, constants, dates, ...)."
+    )
     created_at: datetime
 
 

@@ -29,9 +29,10 @@ class ModelSpec(StrictModel):
         "`cnn` (convolutions for image-shaped data such as builtin:digits, then an MLP head).",
     )
     hidden_layers: list[int] = Field(
-        [64],
+        [100],
         max_length=16,
-        description="Units in each hidden layer of an mlp (or of a cnn's head). Ignored by `linear`.",
+        description="Units in each hidden layer of an mlp (or of a cnn's head). Ignored by `linear`. The default "
+        "is scikit-learn's MLPClassifier's.",
     )
     activation: Literal["relu", "tanh", "gelu"] = Field("relu", description="Hidden-layer activation.")
     dropout: float = Field(
@@ -136,13 +137,38 @@ class RegularizationSpec(StrictModel):
         return self
 
 
+# The optimizer of a job that names none, by model type. A linear model gets sgd: its steps scale with the
+# gradient, so the weights reach the target's scale (an unscaled regression target such as a price) in a few
+# epochs, and the problem is convex. Deeper nets get Adam at 1e-3, scikit-learn's MLP default, which an
+# unscaled target does not make diverge. Measured with bench/defaults.py.
+DEFAULT_OPTIMIZERS: dict[str, dict[str, Any]] = {
+    "linear": {"type": "sgd", "lr": 0.01, "momentum": 0.9},
+    "mlp": {"type": "adam", "lr": 0.001},
+    "cnn": {"type": "adam", "lr": 0.001},
+}
+# The learning rate of an optimizer block that names its type but no lr.
+DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001}
+
+
 class OptimizerSpec(StrictModel):
     type: Literal["sgd", "adam", "adamw"] = Field(
-        "sgd",
-        description="`sgd` (with optional momentum), `adam`, or `adamw` (Adam with decoupled weight decay).",
+        "adam",
+        description="`sgd` (with optional momentum), `adam`, or `adamw` (Adam with decoupled weight decay). "
+        "Default: sgd with lr 0.01 and momentum 0.9 for a linear model, adam with lr 0.001 for mlp and cnn.",
     )
-    lr: float = Field(0.01, gt=0.0, le=10.0, description="Learning rate (step size).")
-    momentum: float = Field(0.0, ge=0.0, lt=1.0, description="Heavy-ball momentum of sgd. Adam and AdamW use betas.")
+    lr: float = Field(
+        0.001,
+        gt=0.0,
+        le=10.0,
+        description="Learning rate (step size). Default: 0.01 for sgd, 0.001 for adam and adamw.",
+    )
+    momentum: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Heavy-ball momentum of sgd (0.9 when the whole optimizer is defaulted for a linear model, "
+        "else 0). Adam and AdamW use betas.",
+    )
     betas: FloatPair = Field(
         (0.9, 0.999), description="Decay rates of Adam's first and second moment estimates, each in [0, 1)."
     )
@@ -157,14 +183,22 @@ class OptimizerSpec(StrictModel):
 
 
 class EarlyStoppingSpec(StrictModel):
-    patience: int = Field(5, ge=1, description="Epochs without improvement of the validation data loss to wait.")
+    patience: int = Field(10, ge=1, description="Epochs without improvement of the validation data loss to wait.")
     min_delta: float = Field(0.0, ge=0.0, description="Smallest decrease of the validation data loss that counts.")
 
 
 class TrainingSpec(StrictModel):
-    epochs: int = Field(10, ge=1, description="Passes over the training split (at most the server's limit).")
+    epochs: int = Field(
+        200,
+        ge=1,
+        description="Passes over the training split (at most the server's limit); early stopping usually ends "
+        "a run sooner. 200 is scikit-learn's MLP max_iter.",
+    )
     batch_size: int | None = Field(
-        64, ge=1, description="Rows per step; null trains full batch (with sgd: proximal gradient descent)."
+        32,
+        ge=1,
+        description="Rows per step; null trains full batch (with sgd: proximal gradient descent). 32 gives a "
+        "small dataset enough steps per epoch (bench/defaults.py).",
     )
     validation_fraction: float = Field(
         0.2,
@@ -180,7 +214,10 @@ class TrainingSpec(StrictModel):
     )
     seed: int = Field(0, ge=0, le=2**32 - 1, description="Seeds initialization, splits, data order and dropout.")
     early_stopping: EarlyStoppingSpec | None = Field(
-        None, description="Stop when the validation data loss stops improving, and keep the best weights."
+        default_factory=EarlyStoppingSpec,
+        description="Stop when the validation data loss stops improving, and keep the best weights. On by "
+        "default (patience 10, scikit-learn's n_iter_no_change) whenever a validation split is held out; null "
+        "trains every epoch.",
     )
     precision: Literal["float32", "float64"] = Field(
         "float32", description="Floating-point precision of weights and data during training."
@@ -191,9 +228,18 @@ class TrainingSpec(StrictModel):
         "`drop` those rows, or `mean`: fill numbers with the training split's column mean (a missing category is "
         "all zeros; rows with a missing target are dropped).",
     )
+    class_weight: Literal["balanced"] | None = Field(
+        None,
+        description="Classification only. `balanced`: scikit-learn's class_weight='balanced', each class weighs "
+        "n / (n_classes * count_c) on the training split, and the data loss is sum_i w_i * loss_i / n. "
+        "null: every row weighs 1.",
+    )
 
     @model_validator(mode="after")
     def _splits_fit(self) -> Self:
+        if "early_stopping" not in self.model_fields_set and self.validation_fraction == 0:
+            # The default watches the validation loss; without a validation split it is off.
+            self.early_stopping = None
         if self.validation_fraction + self.test_fraction >= 0.9:
             raise ValueError("validation_fraction + test_fraction must leave at least 10% of rows for training")
         if self.early_stopping is not None and self.validation_fraction == 0:
@@ -222,6 +268,19 @@ class JobCreate(StrictModel):
         "`NAME@latest` or `NAME@VERSION`.",
     )
     target: str | None = Field(None, max_length=200, description="Target column (default: the dataset's target).")
+    features: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        None,
+        max_length=10_000,
+        description="Tables: exactly the columns to train on, in this order (also an `id` or `constant` column; "
+        "not `datetime` or `high_cardinality` ones, which cannot be encoded). Default: every column whose role "
+        "is `feature`. The normalized spec records the resolved list, so a retrain uses the same columns.",
+    )
+    exclude_columns: list[Annotated[str, Field(max_length=200)]] | None = Field(
+        None,
+        max_length=10_000,
+        description="Tables: columns to leave out, besides those whose role is not `feature`. Not together with "
+        "`features`.",
+    )
     task: Literal["classification", "regression"] | None = Field(
         None, description="Default: the dataset's task (classification for built-in class labels)."
     )
@@ -232,6 +291,33 @@ class JobCreate(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="`auto` uses a GPU when the worker has one; `cuda` waits for a GPU worker."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _optimizer_defaults(cls, data: Any) -> Any:
+        """The optimizer's defaults depend on the model (DEFAULT_OPTIMIZERS) when the block names no type,
+        and lr's on the type (DEFAULT_LR); the normalized spec records the values chosen."""
+        if not isinstance(data, dict):
+            return data
+        optimizer = data.get("optimizer", {})
+        model = data.get("model", {})
+        if not isinstance(optimizer, dict) or not isinstance(model, dict):
+            return data
+        if "type" not in optimizer:
+            model_type = model.get("type", "mlp")
+            optimizer = {**DEFAULT_OPTIMIZERS.get(model_type, DEFAULT_OPTIMIZERS["mlp"]), **optimizer}
+        elif "lr" not in optimizer and optimizer["type"] in DEFAULT_LR:
+            optimizer = {**optimizer, "lr": DEFAULT_LR[optimizer["type"]]}
+        return {**data, "optimizer": optimizer}
+
+    @model_validator(mode="after")
+    def _features_or_exclusions(self) -> Self:
+        if self.features is not None and self.exclude_columns is not None:
+            raise ValueError(
+                "give either `features` (exactly the columns to use) or `exclude_columns` (columns to leave out), "
+                "not both"
+            )
+        return self
 
 
 class DatasetRef(BaseModel):
@@ -247,18 +333,65 @@ class Progress(BaseModel):
 
 
 class JobError(BaseModel):
-    type: str = Field(description="`diverged`, `canceled`, `worker_lost`, `timeout`, `invalid_data` or `internal`.")
+    type: str = Field(
+        description="`invalid_data` (the data or spec needs a change the message names), `internal` (the "
+        "service's own fault, logged under `reference`), `diverged`, `canceled`, `worker_lost` or `timeout`."
+    )
     message: str
+    reference: str | None = Field(
+        None, description="For `internal`: the reference the fault was logged under, to quote to an operator."
+    )
+
+
+class JobArtifact(BaseModel):
+    partial: bool = Field(
+        description="true: the job stopped before training finished (canceled, timed out or failed) and these "
+        "are the weights of its last checkpoint."
+    )
+    epoch: int | None = Field(description="The epoch whose weights the artifact holds.")
 
 
 class SplitMetrics(TypedDict):
-    """Metrics of one split, in eval mode: accuracy for classification, r2 and rmse for regression (the
-    others are absent)."""
+    """Metrics of one split, in eval mode. Classification: accuracy, balanced_accuracy, f1_macro, log_loss,
+    roc_auc, confusion_matrix; regression: r2, rmse, mae (the other task's are absent). Each equals
+    scikit-learn's function of the same name on the same predictions."""
 
-    data_loss: Annotated[float, Field(description="Mean cross-entropy, or mean (1/2)(y - y_hat)^2.")]
+    data_loss: Annotated[
+        float,
+        Field(
+            description="The objective's data term: mean cross-entropy (each row weighted by its class's weight "
+            "with training.class_weight), or mean (1/2)(y - y_hat)^2."
+        ),
+    ]
     accuracy: NotRequired[Annotated[float, Field(description="Share of rows classified correctly.")]]
+    balanced_accuracy: NotRequired[
+        Annotated[float, Field(description="Mean recall over the classes present (balanced_accuracy_score).")]
+    ]
+    f1_macro: NotRequired[
+        Annotated[float, Field(description="Unweighted mean of per-class F1 over the classes seen (f1_score, macro).")]
+    ]
+    log_loss: NotRequired[
+        Annotated[float, Field(description="Mean -log p(true class), never class-weighted (log_loss).")]
+    ]
+    roc_auc: NotRequired[
+        Annotated[
+            float | None,
+            Field(
+                description="Area under the ROC curve: of the positive class for two classes, else the macro "
+                "average of one-vs-rest AUCs (roc_auc_score, multi_class='ovr'); null when a class is missing "
+                "from the split."
+            ),
+        ]
+    ]
+    confusion_matrix: NotRequired[
+        Annotated[
+            list[list[int]],
+            Field(description="Counts: rows are the true class, columns the predicted one, in the job's class order."),
+        ]
+    ]
     r2: NotRequired[Annotated[float, Field(description="Coefficient of determination.")]]
     rmse: NotRequired[Annotated[float, Field(description="Root mean squared error.")]]
+    mae: NotRequired[Annotated[float, Field(description="Mean absolute error.")]]
 
 
 class TrainMetrics(SplitMetrics):
@@ -331,9 +464,17 @@ class JobRead(BaseModel):
     attempts: int = Field(description="How many times a worker has started this job.")
     result: JobResult | None
     error: JobError | None
+    artifact: JobArtifact | None = Field(
+        None,
+        description="The weights /artifact and /predict serve: complete once succeeded, partial (marked, with the "
+        "epoch) for a job that stopped after finishing an epoch; null when there are none.",
+    )
     schedule_id: str | None = Field(description="The schedule that made this job, if any.")
     scheduled_for: datetime | None = Field(description="The schedule's slot this job was made for.")
     parent_id: str | None = Field(description="The job this one retrains, if any.")
+    warnings: list[str] = Field(
+        [], description="What the service decided at submit, in sentences: the columns it left out, and why."
+    )
 
 
 class JobPage(Page[JobRead]):

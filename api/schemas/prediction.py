@@ -12,14 +12,17 @@ MAX_PREDICT_ROWS = 10_000
 class PredictRequest(StrictModel):
     rows: list[list[float | None]] | None = Field(
         None,
-        description="Rows of numbers in the dataset's feature-column order (images flattened in C, H, W order), "
+        description="Rows of numbers in the order of the job's feature columns (spec.features for tables; images "
+        "flattened in C, H, W order), "
         "raw (unstandardized): the job's standardization statistics are applied. null is a missing value.",
         examples=[[[13.2, 1.78, 2.14, 11.2, 100, 2.65, 2.76, 0.26, 1.28, 4.38, 1.05, 3.4, 1050]]],
     )
     records: list[dict[str, float | bool | str | None]] | None = Field(
         None,
         description="Rows as {column: value} objects with the original values (text for categories), for data "
-        "with named columns. A category not seen in training encodes as all zeros; null is a missing value.",
+        "with named columns. Each needs the job's feature columns (spec.features); other keys (the target, an id, "
+        "columns the job left out) are ignored. A category not seen in training encodes as all zeros; null is a "
+        "missing value.",
     )
 
     @model_validator(mode="after")
@@ -33,9 +36,18 @@ class PredictRequest(StrictModel):
         return self
 
 
+class PartialWeights(BaseModel):
+    epoch: int | None = Field(description="The epoch whose weights made these predictions.")
+
+
 class PredictionRead(BaseModel):
     predictions: list[Any] = Field(description="Class labels (classification) or predicted values (regression).")
     probabilities: list[list[float]] | None = Field(
         None, description="Class probabilities per row, in the order of `classes` (classification only)."
     )
     classes: list[Any] | None = Field(None, description="The class labels, in the order of the probabilities.")
+    partial: PartialWeights | None = Field(
+        None,
+        description="Present only when the job stopped before training finished (canceled, timed out or failed): "
+        "these predictions come from the weights of its last checkpoint, at this epoch.",
+    )

@@ -1,7 +1,10 @@
-"""A succeeded job's artifact: the file to download, and predictions from it."""
+"""A job's artifact: the file to download, and predictions from it. A succeeded job's weights are
+complete; a job that stopped early (canceled, timed out, failed) may keep the weights of its last
+checkpoint, served marked as partial with their epoch."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +19,37 @@ from core.features import encode
 from core.settings import Settings
 
 
-def artifact_path(session: Session, settings: Settings, tenant_id: str, job_id: str) -> Path:
+@dataclass(frozen=True)
+class StoredArtifact:
+    path: Path
+    partial: bool
+    # The epoch whose weights the file holds; None for jobs trained before it was recorded.
+    epoch: int | None
+
+
+def artifact_path(session: Session, settings: Settings, tenant_id: str, job_id: str) -> StoredArtifact:
     job = get_job(session, tenant_id, job_id)
-    if job.status != "succeeded" or job.artifact_key is None:
-        raise Conflict(f"Job {job_id} is {job.status}; it has trained weights only once it has succeeded.")
+    if job.artifact_key is None or (job.status != "succeeded" and not job.artifact_partial):
+        if job.status in ("queued", "running"):
+            raise Conflict(
+                f"Job {job_id} is {job.status}; it has trained weights once it has succeeded (or, marked partial, "
+                "once it has stopped after finishing an epoch)."
+            )
+        raise Conflict(
+            f"Job {job_id} is {job.status} and kept no weights: it stopped before finishing an epoch, or its "
+            "last weights were not finite."
+        )
     path = settings.artifacts_dir / job.artifact_key
     if not path.is_file():
         raise NotFound(f"The artifact of job {job_id} is missing from the artifact store ({job.artifact_key}).")
-    return path
+    return StoredArtifact(path, job.artifact_partial and job.status != "succeeded", job.artifact_epoch)
 
 
 def predict_rows(
     session: Session, settings: Settings, tenant_id: str, job_id: str, body: PredictRequest
 ) -> dict[str, Any]:
-    artifact = load_artifact(artifact_path(session, settings, tenant_id, job_id))
+    stored = artifact_path(session, settings, tenant_id, job_id)
+    artifact = load_artifact(stored.path)
     count = len(body.rows or body.records or [])
     if count > MAX_PREDICT_ROWS:
         raise TooLarge(f"{count} rows is more than {MAX_PREDICT_ROWS} per request; send them in smaller batches.")
@@ -49,7 +69,10 @@ def predict_rows(
             raise InvalidInput("This job has text (categorical) columns; send `records` with the column values.")
         columns = {name: [row[i] for row in rows] for i, name in enumerate(names)}
     features = _features(artifact, columns)
-    return predict(artifact, _fill_missing(artifact, features))
+    predictions = predict(artifact, _fill_missing(artifact, features))
+    if stored.partial:
+        predictions["partial"] = {"epoch": stored.epoch}
+    return predictions
 
 
 def _features(artifact: LoadedArtifact, columns: dict[str, list[Any]]) -> np.ndarray:
@@ -78,14 +101,13 @@ def _fill_missing(artifact: LoadedArtifact, features: np.ndarray) -> np.ndarray:
 
 
 def _check_records(records: list[dict[str, Any]], names: list[str]) -> None:
-    known = set(names)
+    """Every record has every feature column of the job. Other keys (the target, an id, columns the job
+    left out) are ignored, so whole rows of the user's table can be sent as they are."""
     for index, record in enumerate(records):
         missing = [name for name in names if name not in record]
-        unknown = [name for name in record if name not in known]
-        if missing or unknown:
-            parts = []
-            if missing:
-                parts.append(f"lacks {', '.join(map(repr, missing[:5]))}{' and more' if len(missing) > 5 else ''}")
-            if unknown:
-                parts.append(f"has unknown column(s) {', '.join(map(repr, unknown[:5]))}")
-            raise InvalidInput(f"Record {index} {' and '.join(parts)}; the job's columns are {', '.join(names)}.")
+        if missing:
+            more = " and more" if len(missing) > 5 else ""
+            raise InvalidInput(
+                f"Record {index} lacks {', '.join(map(repr, missing[:5]))}{more}; the job's feature columns are "
+                f"{', '.join(map(repr, names))}."
+            )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -16,20 +17,24 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.ingest import Ingested, IngestLimits, ingest
+from api.ingest import DEFAULT_NA_VALUES, Ingested, IngestLimits, ingest
 from api.schemas.dataset import NAME_PATTERN, NAME_RULE, SyntheticCreate
 from api.services import idempotency, quotas
+from api.services.column_roles import dataset_warnings, infer_role
 from api.services.synthetic import generate
 from api.services.uploads import ReceivedUpload
 from core.builtins import BUILTIN_PREFIX, BUILTINS, BuiltinDataset
 from core.errors import Conflict, InvalidInput, NotFound
 from core.settings import Settings
-from core.storage import canonical_path, dataset_dir
+from core.storage import canonical_path, dataset_dir, store_key
 from models import Dataset, Job, JobStatus
 
 # Two uploads under one name at the same moment race for the next version; the loser retries.
 VERSION_ATTEMPTS = 5
 UUID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# An upload's own `na_values`: a JSON list of at most this many strings of at most MARKER_CHARS each.
+MAX_MARKERS = 100
+MARKER_CHARS = 100
 
 
 @dataclass(frozen=True)
@@ -87,16 +92,53 @@ def _check_target(kind: str, columns: list[dict[str, Any]], rows: int, target: s
     return target
 
 
-def _profile_json(ingested: Ingested) -> list[dict[str, Any]]:
-    return [
-        {**column.__dict__, "top_values": [[v, c] for v, c in column.top_values] if column.top_values else None}
-        for column in ingested.columns
-    ]
+def parse_na_values(field: str | None) -> tuple[str, ...]:
+    """The upload's `na_values` form field (a JSON list of strings), or the default markers when absent."""
+    if field is None:
+        return DEFAULT_NA_VALUES
+    try:
+        markers = json.loads(field)
+    except ValueError:
+        markers = None
+    if (
+        not isinstance(markers, list)
+        or len(markers) > MAX_MARKERS
+        or not all(isinstance(m, str) and len(m) <= MARKER_CHARS for m in markers)
+    ):
+        raise InvalidInput(
+            f"na_values must be a JSON list of at most {MAX_MARKERS} strings (of at most {MARKER_CHARS} characters), "
+            'the cell texts to read as missing, such as ["", "?"]; "" stands for empty and blank cells.'
+        )
+    return tuple(markers)
 
 
-def _store(settings: Settings, sha256: str, ingested: Ingested, staging: Path) -> None:
-    """Moves the canonical file into the content-addressed store (the first copy of these bytes wins)."""
-    final = dataset_dir(settings, sha256)
+def na_values_of(row: Dataset) -> tuple[str, ...] | None:
+    """The markers a stored table was read with; None for arrays, synthetic data and older uploads."""
+    if row.source != "upload" or not row.generator or "na_values" not in row.generator:
+        return None
+    return tuple(row.generator["na_values"])
+
+
+def _profile_json(ingested: Ingested, max_categories: int) -> list[dict[str, Any]]:
+    columns = []
+    for column in ingested.columns:
+        profile = {
+            **column.__dict__,
+            "top_values": [[v, c] for v, c in column.top_values] if column.top_values else None,
+        }
+        if ingested.kind == "table":
+            profile["role"] = infer_role(profile, ingested.rows, max_categories)
+        else:
+            profile["role"] = "feature"
+        # Inputs of the role, which says what they mean.
+        del profile["unique"], profile["iso_datetime"]
+        columns.append(profile)
+    return columns
+
+
+def _store(settings: Settings, key: str, staging: Path) -> None:
+    """Moves the canonical file into the content-addressed store (the first copy of this parse wins)."""
+    final = dataset_dir(settings, key)
     if final.exists():
         return
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -129,29 +171,45 @@ def _insert_version(session: Session, **values: Any) -> Dataset:
     raise AssertionError("unreachable")
 
 
+@dataclass(frozen=True)
+class StoredParse:
+    format: str
+    kind: str
+    rows: int
+    columns: list[dict[str, Any]]
+    target: str | None
+    # The markers the table was read with (None: arrays, or no markers applied).
+    na_values: tuple[str, ...] | None
+
+
 def _ingest_into_store(
-    settings: Settings, session: Session, source: Path, filename: str | None, sha256: str, target: str | None
-) -> tuple[str, str, int, list[dict[str, Any]], str | None]:
-    """(format, kind, rows, profile, target), from an earlier identical upload when there is one. The
-    target is checked before anything is stored, so a rejected upload leaves nothing behind."""
-    known = session.scalars(select(Dataset).where(Dataset.sha256 == sha256).limit(1)).first()
-    if known is not None and canonical_path(settings, sha256, known.kind).exists():
-        return (
-            known.format,
-            known.kind,
-            known.rows,
-            known.columns,
-            _check_target(known.kind, known.columns, known.rows, target),
-        )
+    settings: Settings,
+    session: Session,
+    source: Path,
+    filename: str | None,
+    sha256: str,
+    target: str | None,
+    na_values: tuple[str, ...] | None,
+) -> StoredParse:
+    """The parse of these bytes with these markers, from an earlier identical upload read with the same
+    markers when there is one (arrays have none to differ). The target is checked before anything is
+    stored, so a rejected upload leaves nothing behind. `na_values` None reads with no markers at all."""
+    for known in session.scalars(select(Dataset).where(Dataset.sha256 == sha256)):
+        recorded = na_values_of(known)
+        same_parse = known.kind == "arrays" or recorded == na_values
+        if same_parse and canonical_path(settings, store_key(sha256, recorded), known.kind).exists():
+            checked = _check_target(known.kind, known.columns, known.rows, target)
+            return StoredParse(known.format, known.kind, known.rows, known.columns, checked, recorded)
     staging = Path(tempfile.mkdtemp(prefix="staging-", dir=settings.datasets_dir))
     try:
-        ingested = ingest(source, filename, staging, _limits(settings))
-        columns = _profile_json(ingested)
+        ingested = ingest(source, filename, staging, _limits(settings), na_values or ())
+        columns = _profile_json(ingested, settings.max_categories)
         checked = _check_target(ingested.kind, columns, ingested.rows, target)
-        _store(settings, sha256, ingested, staging)
+        recorded = na_values if ingested.kind == "table" else None
+        _store(settings, store_key(sha256, recorded), staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return ingested.format, ingested.kind, ingested.rows, columns, checked
+    return StoredParse(ingested.format, ingested.kind, ingested.rows, columns, checked, recorded)
 
 
 def create_from_upload(session: Session, settings: Settings, tenant_id: str, upload: ReceivedUpload) -> Dataset:
@@ -160,23 +218,32 @@ def create_from_upload(session: Session, settings: Settings, tenant_id: str, upl
         _check_filename(upload.filename)
         if upload.size_bytes == 0:
             raise InvalidInput("The file is empty.")
+        na_values = parse_na_values(upload.fields.get("na_values"))
         quotas.check_storage(session, settings, tenant_id, upload.size_bytes)
         settings.ensure_home()
-        fmt, kind, rows, columns, target = _ingest_into_store(
-            settings, session, upload.path, upload.filename, upload.sha256, upload.fields.get("target") or None
+        parse = _ingest_into_store(
+            settings,
+            session,
+            upload.path,
+            upload.filename,
+            upload.sha256,
+            upload.fields.get("target") or None,
+            na_values,
         )
         return _insert_version(
             session,
             tenant_id=tenant_id,
             name=name,
-            format=fmt,
-            kind=kind,
-            rows=rows,
-            columns=columns,
-            target=target,
+            format=parse.format,
+            kind=parse.kind,
+            rows=parse.rows,
+            columns=parse.columns,
+            target=parse.target,
             sha256=upload.sha256,
             size_bytes=upload.size_bytes,
             source="upload",
+            # How the upload was read (no column of its own: the generator's record holds it for uploads).
+            generator={"na_values": list(parse.na_values)} if parse.na_values is not None else None,
         )
     finally:
         upload.discard()
@@ -210,7 +277,8 @@ def create_synthetic(session: Session, settings: Settings, tenant_id: str, body:
         path = Path(scratch) / "synthetic.parquet"
         pq.write_table(table, path)
         sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-        _, kind, rows, columns, target = _ingest_into_store(settings, session, path, None, sha256, body.target)
+        # Generated numbers and labels: no cell text to read as missing.
+        parse = _ingest_into_store(settings, session, path, None, sha256, body.target, None)
         size = path.stat().st_size
     quotas.check_storage(session, settings, tenant_id, size)
     return _insert_version(
@@ -218,10 +286,10 @@ def create_synthetic(session: Session, settings: Settings, tenant_id: str, body:
         tenant_id=tenant_id,
         name=body.name,
         format="synthetic",
-        kind=kind,
-        rows=rows,
-        columns=columns,
-        target=target,
+        kind=parse.kind,
+        rows=parse.rows,
+        columns=parse.columns,
+        target=parse.target,
         sha256=sha256,
         size_bytes=size,
         source="synthetic",
@@ -267,11 +335,12 @@ def delete_dataset(session: Session, settings: Settings, tenant_id: str, dataset
             f"Dataset {row.name}@{row.version} is used by {active} queued or running job(s); cancel them or wait "
             "for them to finish before deleting it."
         )
-    sha256 = row.sha256
+    sha256, key = row.sha256, store_key(row.sha256, na_values_of(row))
     session.delete(row)
     session.commit()
-    if not session.scalar(select(func.count()).select_from(Dataset).where(Dataset.sha256 == sha256)):
-        shutil.rmtree(dataset_dir(settings, sha256), ignore_errors=True)
+    sharing = session.scalars(select(Dataset).where(Dataset.sha256 == sha256))
+    if not any(store_key(other.sha256, na_values_of(other)) == key for other in sharing):
+        shutil.rmtree(dataset_dir(settings, key), ignore_errors=True)
 
 
 def resolve_dataset(session: Session, tenant_id: str, ref: str) -> ResolvedDataset:
@@ -325,7 +394,11 @@ def resolve_dataset(session: Session, tenant_id: str, ref: str) -> ResolvedDatas
 
 def dataset_read(row: Dataset) -> dict[str, Any]:
     columns = [
-        {**c, "top_values": [{"value": v, "count": n} for v, n in c["top_values"]] if c.get("top_values") else None}
+        {
+            **c,
+            "top_values": [{"value": v, "count": n} for v, n in c["top_values"]] if c.get("top_values") else None,
+            "role": "target" if c["name"] == row.target else c.get("role", "feature"),
+        }
         for c in row.columns
     ]
     summary = None
@@ -353,7 +426,9 @@ def dataset_read(row: Dataset) -> dict[str, Any]:
         "sha256": row.sha256,
         "size_bytes": row.size_bytes,
         "source": row.source,
-        "generator": row.generator,
+        "generator": row.generator if row.source == "synthetic" else None,
+        "na_values": list(markers) if (markers := na_values_of(row)) is not None else None,
+        "warnings": dataset_warnings(row.columns, row.target) if row.kind == "table" else [],
         "created_at": row.created_at,
     }
 

@@ -40,7 +40,9 @@ def build_job(
     """Validate a job against its dataset (resolved now) and the server's limits, and build its row,
     not yet added to the session."""
     dataset = resolve_dataset(session, tenant_id, body.dataset)
-    view = training_view(dataset, body.target, body.task)
+    view = training_view(
+        dataset, body.target, body.task, body.features, body.exclude_columns, max_categories=settings.max_categories
+    )
     if body.training.epochs > settings.max_epochs:
         raise InvalidInput(
             f"training.epochs is {body.training.epochs}, above this server's limit of {settings.max_epochs}."
@@ -48,6 +50,11 @@ def build_job(
     if body.model.type == "cnn" and view.image_shape is None:
         raise InvalidInput(
             f"A cnn needs image-shaped data (N, C, H, W) and {body.dataset!r} is tabular; use 'mlp' or 'linear'."
+        )
+    if body.training.class_weight is not None and view.task == "regression":
+        raise InvalidInput(
+            "training.class_weight weighs classes and this is a regression job; leave it out (or null), "
+            "or set task to 'classification'."
         )
     if view.incomplete and body.training.missing == "refuse":
         listed = ", ".join(f"{name!r} ({count})" for name, count in view.incomplete.items())
@@ -64,6 +71,11 @@ def build_job(
         )
     spec = body.model_dump(mode="json")
     spec["target"] = view.target
+    if view.features is not None:
+        # The resolved columns, so that a retrain (or a run of a copied spec) trains on the same ones; the
+        # exclusions are applied in that list (and `features` with `exclude_columns` is no valid spec).
+        spec["features"] = view.features
+        spec["exclude_columns"] = None
     check_network(spec, view, settings.max_parameters)
     return Job(
         # Assigned here, not at flush, so that records made with the job (a schedule's run) can name it.
@@ -88,6 +100,7 @@ def build_job(
         scheduled_for=scheduled_for,
         parent_id=parent_id,
         enqueued_at=utcnow(),
+        warnings=list(view.warnings),
     )
 
 
@@ -100,12 +113,16 @@ def create_job(
     records: Callable[[Job], Iterable[Any]] | None = None,
     **lineage: Any,
 ) -> Job:
-    """The one way a job comes to exist: limits, validation against its dataset, the row (with any
-    records made from it that must be committed with it, such as a schedule's slot), commit, then the
-    message.
+    """A training job from a request body: validated against its dataset, then admitted."""
+    return admit(session, settings, build_job(session, settings, tenant_id, body, **lineage), records)
+
+
+def admit(session: Session, settings: Settings, job: Job, records: Callable[[Job], Iterable[Any]] | None = None) -> Job:
+    """The one way a job (or a study) comes to exist: the server's and the tenant's limits, the row (with
+    any records made from it that must be committed with it, such as a schedule's slot or a study's
+    members), commit, then the message.
     An IntegrityError from the commit (a slot another scheduler took) reaches the caller, rolled back."""
-    quotas.check_new_jobs(session, settings, tenant_id)
-    job = build_job(session, settings, tenant_id, body, **lineage)
+    quotas.check_new_jobs(session, settings, job.tenant_id)
     session.add(job)
     if records is not None:
         session.add_all(list(records(job)))
@@ -168,15 +185,18 @@ def retrain(session: Session, settings: Settings, tenant_id: str, job_id: str) -
     return {"job": job_read(job), "changes": changes}
 
 
-def get_job(session: Session, tenant_id: str, job_id: str) -> Job:
+def get_job(session: Session, tenant_id: str, job_id: str, kind: str = "train") -> Job:
+    """The caller's job (or study, with kind "study"); anything else is as unknown as a made-up id."""
     job = session.get(Job, job_id)
-    if job is None or job.tenant_id != tenant_id:
-        raise NotFound(f"There is no job with id {job_id!r}.")
+    if job is None or job.tenant_id != tenant_id or job.kind != kind:
+        raise NotFound(f"There is no {'study' if kind == 'study' else 'job'} with id {job_id!r}.")
     return job
 
 
-def list_jobs(session: Session, tenant_id: str, status: str | None, limit: int, offset: int) -> tuple[list[Job], int]:
-    query = select(Job).where(Job.tenant_id == tenant_id)
+def list_jobs(
+    session: Session, tenant_id: str, status: str | None, limit: int, offset: int, kind: str = "train"
+) -> tuple[list[Job], int]:
+    query = select(Job).where(Job.tenant_id == tenant_id, Job.kind == kind)
     if status is not None:
         query = query.where(Job.status == status)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
@@ -184,18 +204,21 @@ def list_jobs(session: Session, tenant_id: str, status: str | None, limit: int, 
     return list(jobs), total
 
 
-def cancel_job(session: Session, tenant_id: str, job_id: str) -> Job:
+def cancel_job(session: Session, tenant_id: str, job_id: str, kind: str = "train") -> Job:
     """Queued jobs are canceled at once; a running job is marked canceled and its worker, which checks
     at every step boundary, stops and keeps what it recorded."""
-    job = get_job(session, tenant_id, job_id)
+    job = get_job(session, tenant_id, job_id, kind)
     updated = transition(
         session, job_id, JobStatus.CANCELED, error_type="canceled", error_message="Canceled on request."
     )
     if updated is None:
         session.rollback()
-        current = get_job(session, tenant_id, job_id)
+        current = get_job(session, tenant_id, job_id, kind)
         session.refresh(current)
-        raise Conflict(f"Job {job_id} has already {current.status}; only queued or running jobs can be canceled.")
+        what, plural = ("Study", "studies") if kind == "study" else ("Job", "jobs")
+        raise Conflict(
+            f"{what} {job_id} has already {current.status}; only queued or running {plural} can be canceled."
+        )
     session.commit()
     session.refresh(job)
     return job
@@ -291,8 +314,12 @@ def job_read(job: Job) -> dict[str, Any]:
         "progress": {"epoch": job.progress_epoch, "epochs": job.progress_epochs},
         "attempts": job.attempts,
         "result": job.result,
-        "error": {"type": job.error_type, "message": job.error_message or ""} if job.error_type else None,
+        "error": {"type": job.error_type, "message": job.error_message or "", "reference": job.error_reference}
+        if job.error_type
+        else None,
+        "artifact": {"partial": job.artifact_partial, "epoch": job.artifact_epoch} if job.artifact_key else None,
         "schedule_id": job.schedule_id,
         "scheduled_for": job.scheduled_for,
         "parent_id": job.parent_id,
+        "warnings": job.warnings or [],
     }

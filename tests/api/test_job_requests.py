@@ -27,17 +27,34 @@ def test_submit_fills_defaults_and_resolves_elastic_net(api_client: TestClient) 
     assert spec["regularization"]["exclude"] == ["bias", "norm"]
     assert spec["model"] == {
         "type": "mlp",
-        "hidden_layers": [64],
+        "hidden_layers": [100],
         "activation": "relu",
         "dropout": 0.0,
         "channels": [16, 32],
         "kernel_size": 3,
         "batch_norm": False,
     }
-    assert spec["optimizer"]["type"] == "sgd" and spec["optimizer"]["lr"] == 0.01
-    assert spec["training"]["epochs"] == 10 and spec["training"]["batch_size"] == 64
-    assert job["progress"] == {"epoch": 0, "epochs": 10}
+    assert spec["optimizer"] == {"type": "adam", "lr": 0.001, "momentum": 0.0, "betas": [0.9, 0.999]}
+    assert spec["training"]["epochs"] == 200 and spec["training"]["batch_size"] == 32
+    assert spec["training"]["early_stopping"] == {"patience": 10, "min_delta": 0.0}
+    assert spec["training"]["class_weight"] is None
+    assert job["progress"] == {"epoch": 0, "epochs": 200}
     assert job["attempts"] == 0 and job["result"] is None and job["error"] is None
+
+
+def test_the_optimizer_defaults_follow_the_model_and_the_optimizer(api_client: TestClient) -> None:
+    """Every default is a number in the normalized spec: a linear model gets sgd with momentum, a
+    named optimizer type its own learning rate, and without a validation split there is no early stopping."""
+    linear = submit(api_client, {"dataset": "builtin:wine", "model": {"type": "linear"}})["spec"]
+    assert linear["optimizer"] == {"type": "sgd", "lr": 0.01, "momentum": 0.9, "betas": [0.9, 0.999]}  # type: ignore[index]
+    named = submit(api_client, {"dataset": "builtin:wine", "optimizer": {"type": "sgd"}})["spec"]
+    assert named["optimizer"]["lr"] == 0.01 and named["optimizer"]["momentum"] == 0.0  # type: ignore[index]
+    adamw = submit(api_client, {"dataset": "builtin:wine", "model": {"type": "linear"}, "optimizer": {"type": "adamw"}})
+    assert adamw["spec"]["optimizer"]["lr"] == 0.001  # type: ignore[index]
+    whole = submit(api_client, {"dataset": "builtin:wine", "training": {"validation_fraction": 0}})["spec"]
+    assert whole["training"]["early_stopping"] is None  # type: ignore[index]
+    weighted = submit(api_client, {"dataset": "builtin:wine", "training": {"class_weight": "balanced"}})["spec"]
+    assert weighted["training"]["class_weight"] == "balanced"  # type: ignore[index]
 
 
 def test_a_normalized_spec_can_be_submitted_again(api_client: TestClient) -> None:
@@ -190,6 +207,10 @@ DOMAIN_BAD_BODIES = [
     ({"dataset": "sales@latest"}, "There is no dataset 'sales@latest'"),
     ({"dataset": "builtin:wine", "training": {"epochs": 501}}, "above this server's limit of 500"),
     ({"dataset": "builtin:wine", "model": {"type": "cnn"}}, "A cnn needs image-shaped data"),
+    (
+        {"dataset": "builtin:diabetes", "training": {"class_weight": "balanced"}},
+        "training.class_weight weighs classes and this is a regression job",
+    ),
     ({"dataset": "builtin:diabetes", "task": "classification"}, "has a continuous target"),
     ({"dataset": "builtin:wine", "target": "colour"}, "has no column 'colour'"),
     (

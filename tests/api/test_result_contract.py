@@ -74,6 +74,12 @@ def test_a_trained_jobs_result_is_served_exactly_as_stored(api_client: TestClien
     result = served["result"]
     assert set(result["timing"]) == {"steps_seconds", "evaluation_seconds", "reporting_seconds"}
     assert all(seconds > 0 for seconds in result["timing"].values())
-    assert set(result["train"]) == {"data_loss", "accuracy", "l1_penalty", "l2_penalty"}
-    assert set(result["validation"]) == set(result["test"]) == {"data_loss", "accuracy"}
+    classification = {"data_loss", "accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc"}
+    classification.add("confusion_matrix")
+    assert set(result["train"]) == classification | {"l1_penalty", "l2_penalty"}
+    assert set(result["validation"]) == set(result["test"]) == classification
+    # Iris has three classes: rows are the true class, columns the predicted one.
+    matrix = result["test"]["confusion_matrix"]
+    assert len(matrix) == 3 and all(len(row) == 3 for row in matrix)
+    assert sum(map(sum, matrix)) == 30
     assert set(result) == set(dataclass_fields(TrainingResult))

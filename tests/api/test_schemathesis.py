@@ -1,12 +1,13 @@
 """Requests generated from /openapi.json by Schemathesis, sent with an API key: no 5xx, every status and
-response as documented, and data that breaks the schema rejected; then chains of operations that the
-schema's links allow (the stateful phase), and a read-only key of another tenant. (Its pytest plugin does
-not run under this pytest, so each operation's Hypothesis strategy and the state machine are driven
-directly.)
+response as documented, and data that breaks the schema rejected. Every phase: the schema's examples and
+the coverage cases, random positive and negative requests per operation (fuzzing), chains of operations
+that the schema's links allow (stateful), and a read-only key of another tenant. (Its pytest plugin does
+not run under this pytest, so the generators, each operation's Hypothesis strategy and the state machine
+are driven directly.)
 
 The key goes in through Schemathesis's own auth configuration (the `ApiKey` bearer scheme), not as a fixed
 header: a negative case that breaks or drops the `Authorization` header keeps its broken header, and its
-401 must be documented too."""
+401 must be documented too. Run with `-s` to see how many requests each part sent and what they got."""
 
 from __future__ import annotations
 
@@ -25,14 +26,21 @@ from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis import GenerationMode
 from schemathesis.checks import CheckFunction, not_a_server_error
 from schemathesis.config import SchemathesisConfig
+from schemathesis.core.failures import FailureGroup
 from schemathesis.core.transport import Response
+from schemathesis.generation.drivers import CoverageGenerator
+from schemathesis.generation.feedback import NO_FEEDBACK
+from schemathesis.generation.hypothesis.builder import generate_example_cases
+from schemathesis.generation.overrides import Override
 from schemathesis.generation.stateful import run_state_machine_as_test
 from schemathesis.generation.stateful.state_machine import StepInput, StepOutput
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    missing_required_header,
     negative_data_rejection,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from api.main import create_app
@@ -67,6 +75,9 @@ CHECKS: dict[GenerationMode, list[CheckFunction]] = {
     ],
     GenerationMode.NEGATIVE: [not_a_server_error, negative_data_rejection, status_code_conformance],
 }
+# The coverage phase also sends requests without a required header (the key: 401 expected) and with
+# methods an operation does not have (405 with an Allow header expected).
+COVERAGE_NEGATIVE_CHECKS: list[CheckFunction] = [missing_required_header, unsupported_method]
 # A stateful step is positive or, one time in ten, negative; each check looks at the cases it applies to.
 STATEFUL_CHECKS = list(dict.fromkeys(CHECKS[GenerationMode.POSITIVE] + CHECKS[GenerationMode.NEGATIVE]))
 # Sized so that the file runs in well under four minutes on two cores (CI runs it on every commit).
@@ -169,6 +180,39 @@ def test_the_api_keeps_its_schema(
 
     requests()
     print(f"\n{method} {path} {mode.value}: {statuses.total()} requests, statuses {dict(sorted(statuses.items()))}")
+
+
+# The examples and coverage phases: the schema's own examples, then Schemathesis's deterministic cases
+# (boundaries of every constraint, each required part missing, wrong types, wrong methods, no key).
+
+
+def deterministic_cases(operation: Any) -> Iterator[schemathesis.Case]:
+    yield from generate_example_cases(test=lambda: None, operation=operation, fill_missing=False)
+    config = operation.schema.config.generation_for(operation=operation, phase="coverage")
+    yield from CoverageGenerator(
+        operation=operation,
+        generation_modes=list(GenerationMode),
+        generation_config=config,
+        auth_storage=None,
+        override=Override(),
+        feedback=NO_FEEDBACK,
+    )
+
+
+def test_the_examples_and_the_coverage_cases_keep_the_schema(api_schema: schemathesis.BaseSchema) -> None:
+    failures: list[str] = []
+    sent: Counter[str] = Counter()
+    for method, path in OPERATIONS:
+        for case in deterministic_cases(api_schema[path][method]):
+            mode = case.meta.generation.mode if case.meta else GenerationMode.POSITIVE
+            checks = CHECKS[mode] + (COVERAGE_NEGATIVE_CHECKS if mode is GenerationMode.NEGATIVE else [])
+            sent[mode.value] += 1
+            try:
+                case.call_and_validate(checks=checks)
+            except FailureGroup as failure:
+                failures.append(f"{method} {path}: {failure}")
+    print(f"\nexamples and coverage: {dict(sent)} requests, {len(failures)} failures")
+    assert failures == [], "\n".join(failures)
 
 
 # Chains of operations (the stateful phase)

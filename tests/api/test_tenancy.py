@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from core.settings import get_settings
-from core.storage import dataset_dir
+from core.storage import dataset_dir, store_key
 from tests.support.app import clear_process_caches
 from tests.support.files import csv_bytes, iris_like
 
@@ -25,6 +25,7 @@ from tests.support.files import csv_bytes, iris_like
 A_DATASET = "flowers-of-tenant-a"
 A_SYNTHETIC = "synthetic-of-tenant-a"
 A_SCHEDULE = "schedule-of-tenant-a"
+A_STUDY = "study-of-tenant-a"
 A_KEY_NAME = "key-of-tenant-a"
 JOB = {"dataset": "builtin:iris", "training": {"epochs": 1}}
 IDEMPOTENCY_KEY = "same-key-in-both-tenants"
@@ -59,17 +60,29 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("POST", "/v1/schedules/{schedule_id}/trigger"): Case(201, order=1),
     ("PATCH", "/v1/schedules/{schedule_id}"): Case(200, body={"name": "renamed", "enabled": False}, order=1),
     ("DELETE", "/v1/schedules/{schedule_id}"): Case(204, order=3),
+    ("GET", "/v1/studies/{study_id}"): Case(200),
+    ("GET", "/v1/studies/{study_id}/members"): Case(200),
+    # No worker runs: the study is queued, so A hears "not finished yet".
+    ("GET", "/v1/studies/{study_id}/path"): Case(409),
+    ("POST", "/v1/studies/{study_id}/cancel"): Case(202, order=2),
     # Keys are managed by admin keys (for every tenant): B's read+write key lacks the scope, and that
     # answer is the same for A's key as for a key that never existed.
     ("DELETE", "/v1/keys/{key_id}"): Case(200, stranger_status=403, order=3),
 }
 
 # Which of A's resources fill each path parameter.
-PARAMETERS = {"dataset_id": "datasets", "job_id": "jobs", "schedule_id": "schedules", "key_id": "keys"}
+PARAMETERS = {
+    "dataset_id": "datasets",
+    "job_id": "jobs",
+    "schedule_id": "schedules",
+    "study_id": "studies",
+    "key_id": "keys",
+}
 NOT_FOUND_SENTENCE = {
     "dataset_id": "There is no dataset with id",
     "job_id": "There is no job with id",
     "schedule_id": "There is no schedule with id",
+    "study_id": "There is no study with id",
 }
 
 
@@ -108,9 +121,10 @@ def test_the_matrix_covers_every_route_with_an_id(tmp_path: Path, monkeypatch: p
     assert MATRIX.keys() - routes == set(), "matrix entries for routes that no longer exist"
     for _, path in routes:
         parameter(path)
-    per_kind = {"datasets": 2, "jobs": 3, "schedules": 1, "keys": 1}  # A's resources of each kind (see World)
+    # A's resources of each kind (see World).
+    per_kind = {"datasets": 2, "jobs": 3, "schedules": 1, "studies": 1, "keys": 1}
     cases = sum(per_kind[PARAMETERS[parameter(path)]] for _, path in MATRIX)
-    assert (len(MATRIX), cases) == (15, 31)
+    assert (len(MATRIX), cases) == (19, 35)
     print(f"\nBOLA matrix: {len(MATRIX)} (method, route) pairs, {cases} cases on tenant A's ids, per database")
 
 
@@ -163,17 +177,29 @@ def world(api_client: TestClient) -> World:
             json={"name": A_SCHEDULE, "cron": "0 3 * * *", "job": {**JOB, "dataset": f"{A_DATASET}@latest"}},
         )
     )
+    study = created(
+        api_client.post(
+            "/v1/studies",
+            json={
+                "name": A_STUDY,
+                "job": {**JOB, "dataset": f"{A_DATASET}@latest"},
+                "search": {"regularization.l2": {"values": [0.0, 0.01]}},
+            },
+        )
+    )
     a_key = created(api_client.post("/v1/keys", json={"tenant": "default", "name": A_KEY_NAME, "scopes": ["read"]}))
     ids = {
         "datasets": [dataset["id"], synthetic["id"]],
         "jobs": [job["id"], on_synthetic["id"], repeatable["id"]],
         "schedules": [schedule["id"]],
+        "studies": [study["id"]],
         "keys": [a_key["id"]],
     }
     secrets = [
         A_DATASET,
         A_SYNTHETIC,
         A_SCHEDULE,
+        A_STUDY,
         A_KEY_NAME,
         "job-on-upload-of-a",
         "job-on-synthetic-of-a",
@@ -193,7 +219,7 @@ def call(client: TestClient, method: str, path: str, headers: dict[str, str], bo
 def snapshot(client: TestClient, world: World) -> dict[str, Any]:
     """What A sees of its own things."""
     seen: dict[str, Any] = {}
-    for kind in ("datasets", "jobs", "schedules"):
+    for kind in ("datasets", "jobs", "schedules", "studies"):
         for id_ in world.ids[kind]:
             response = client.get(f"/v1/{kind}/{id_}")
             assert response.status_code == 200, response.text
@@ -227,7 +253,7 @@ def test_another_tenants_ids_answer_exactly_as_unknown_ids(api_client: TestClien
             leaked = [secret for secret in world.secrets if secret != id_ and secret in response.text]
             assert leaked == [], f"{where}: the answer holds tenant A's {leaked}"
             checked += 1
-    assert checked == 31
+    assert checked == 35
 
     # B's cancel, delete, patch, trigger and retrain changed nothing of A's, and made nothing anywhere.
     assert snapshot(api_client, world) == before
@@ -247,7 +273,7 @@ def test_another_tenants_ids_answer_exactly_as_unknown_ids(api_client: TestClien
 
 
 def test_listings_show_only_the_callers_rows(api_client: TestClient, world: World) -> None:
-    for path, mine in (("/v1/jobs", 3), ("/v1/datasets", 2), ("/v1/schedules", 1)):
+    for path, mine in (("/v1/jobs", 3), ("/v1/datasets", 2), ("/v1/schedules", 1), ("/v1/studies", 1)):
         theirs = api_client.get(path, headers=world.b)
         assert theirs.status_code == 200, theirs.text
         assert (theirs.json()["total"], theirs.json()["items"]) == (0, []), path
@@ -307,7 +333,7 @@ def test_dataset_references_resolve_only_in_the_callers_tenant(api_client: TestC
     )
     assert patched.status_code == 422, patched.text
     assert "There is no dataset" in patched.json()["detail"]
-    assert api_client.get(f"/v1/schedules/{b_schedule['id']}", headers=world.b).json()["job"] == JOB
+    assert api_client.get(f"/v1/schedules/{b_schedule['id']}", headers=world.b).json()["job"] == b_schedule["job"]
     assert api_client.get("/v1/jobs", headers=world.b).json()["total"] == 0
 
     # The built-ins belong to every tenant.
@@ -340,7 +366,7 @@ def test_idempotency_keys_are_per_tenant(api_client: TestClient, world: World) -
     # Identical bytes are stored once for both tenants: B deleting its copy leaves A's file in place.
     assert b_upload["sha256"] == a_upload["sha256"]
     assert api_client.delete(f"/v1/datasets/{b_upload['id']}", headers=world.b).status_code == 204
-    assert dataset_dir(get_settings(), a_upload["sha256"]).exists()
+    assert dataset_dir(get_settings(), store_key(a_upload["sha256"], a_upload["na_values"])).exists()
     assert (
         created(api_client.post("/v1/jobs", json={**JOB, "dataset": a_upload["id"]}))["dataset"]["id"] == a_upload["id"]
     )

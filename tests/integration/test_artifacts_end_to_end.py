@@ -84,7 +84,8 @@ def test_served_statistics_equal_those_recomputed_from_the_artifact(
     # Proximal L1 gives exact zeros, and they are real: the reported sparsity is the artifact's.
     assert total["zero_fraction"] > 0
     assert trained["result"]["weights"]["zero_fraction"] == total["zero_fraction"]  # type: ignore[index]
-    assert set(trained["result"]["test"]) == {"data_loss", "accuracy"}  # type: ignore[index]
+    metrics = {"data_loss", "accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc", "confusion_matrix"}
+    assert set(trained["result"]["test"]) == metrics  # type: ignore[index]
 
 
 def test_predictions_from_rows_and_records(stack: Stack, trained: dict[str, object]) -> None:
@@ -136,7 +137,8 @@ def test_unfinished_or_failed_jobs_have_no_artifact(stack: Stack) -> None:
     ):
         assert response.status_code == 409
         assert response.json() == {
-            "detail": f"Job {failed['id']} is failed; it has trained weights only once it has succeeded.",
+            "detail": f"Job {failed['id']} is failed and kept no weights: it stopped before finishing an epoch, "
+            "or its last weights were not finite.",
             "error": "Conflict",
         }
     assert stack.client.get("/v1/jobs/nope/artifact").status_code == 404

@@ -75,8 +75,10 @@ def test_example_job_succeeds_and_its_results_read_back(stack: Stack) -> None:
     assert done["progress"] == {"epoch": 20, "epochs": 20}
     result = done["result"]
     assert result["epochs_run"] == 20
-    assert set(result["train"]) == {"data_loss", "accuracy", "l1_penalty", "l2_penalty"}
-    assert set(result["validation"]) == {"data_loss", "accuracy"}
+    classification = {"data_loss", "accuracy", "balanced_accuracy", "f1_macro", "log_loss", "roc_auc"}
+    classification.add("confusion_matrix")
+    assert set(result["train"]) == classification | {"l1_penalty", "l2_penalty"}
+    assert set(result["validation"]) == classification
     # Wine is easy: a trained MLP beats the 40% majority class by a wide margin.
     assert result["validation"]["accuracy"] > 0.8
     assert [t["name"] for t in result["penalized"]] == ["hidden.0.linear.weight", "output.weight"]
@@ -132,7 +134,7 @@ def test_regression_job_reports_r2_and_rmse(stack: Stack) -> None:
     assert job["task"] == "regression"
     done = stack.wait_for(job["id"])
     assert done["status"] == "succeeded", done["error"]
-    assert set(done["result"]["validation"]) == {"data_loss", "r2", "rmse"}
+    assert set(done["result"]["validation"]) == {"data_loss", "r2", "rmse", "mae"}
     # A linear model explains roughly half the variance of diabetes progression.
     assert done["result"]["validation"]["r2"] > 0.3
     epochs = stack.client.get(f"/v1/jobs/{job['id']}/metrics").json()["epochs"]

@@ -4,6 +4,7 @@ database, Celery or HTTP, so it can be used and tested as a plain library."""
 from worker.training.config import TrainConfig
 from worker.training.data import ArrayDataset
 from worker.training.engine import Canceled, Diverged, TrainOutcome, train
+from worker.training.errors import InvalidData
 from worker.training.reporting import EpochReport, NullReporter, Reporter
 
 __all__ = [
@@ -11,6 +12,7 @@ __all__ = [
     "Canceled",
     "Diverged",
     "EpochReport",
+    "InvalidData",
     "NullReporter",
     "Reporter",
     "TrainConfig",

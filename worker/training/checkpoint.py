@@ -90,3 +90,12 @@ def load_checkpoint(path: Path) -> Checkpoint:
         progress=json.loads(metadata["progress"]),
         histogram_edges=json.loads(metadata["histogram_edges"]),
     )
+
+
+def load_checkpoint_weights(path: Path) -> tuple[int, dict[str, torch.Tensor]]:
+    """The epoch and the network's weights of a checkpoint (what a stopped job's partial artifact
+    holds), without reading the optimizer's state."""
+    with safe_open(str(path), framework="pt") as stored:
+        epoch = int(stored.metadata()["epoch"])
+        net = {name.removeprefix("net/"): stored.get_tensor(name) for name in stored.keys() if name.startswith("net/")}  # noqa: SIM118
+    return epoch, net

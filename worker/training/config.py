@@ -54,6 +54,8 @@ class TrainingConfig:
     early_stopping: EarlyStoppingConfig | None = None
     precision: Literal["float32", "float64"] = "float32"
     missing: Literal["refuse", "drop", "mean"] = "refuse"
+    # "balanced": scikit-learn's class_weight, n / (n_classes * count_c) on the training split.
+    class_weight: Literal["balanced"] | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from worker.training.config import Task, TrainingConfig
+from worker.training.errors import InvalidData
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,7 @@ class ArrayDataset:
 
     def __post_init__(self) -> None:
         if len(self.X) != len(self.y):
-            raise ValueError(f"X has {len(self.X)} rows but y has {len(self.y)}")
+            raise InvalidData(f"X has {len(self.X)} rows but y has {len(self.y)}; give y one value per row of X.")
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def handle_missing(data: ArrayDataset, policy: str) -> ArrayDataset:
     if not incomplete.any():
         return data
     if policy == "refuse":
-        raise ValueError(
+        raise InvalidData(
             f"{int(incomplete.sum())} rows have missing or non-finite values; set training.missing to 'drop' or 'mean'"
         )
     keep = ~(no_target if policy == "mean" else incomplete)
@@ -162,7 +163,7 @@ def prepare(
         y, task, training.validation_fraction, training.test_fraction, training.seed
     )
     if len(train_idx) == 0:
-        raise ValueError("the training split is empty: lower validation_fraction or test_fraction")
+        raise InvalidData("The training split is empty: lower validation_fraction or test_fraction, or add rows.")
     flat = data.X.reshape(len(data.X), -1)
     fill = finite_means(flat, train_idx) if training.missing == "mean" else None
     if training.standardize:

@@ -6,6 +6,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -15,7 +16,9 @@ from torch.nn import functional as F
 from worker.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from worker.training.config import OptimizerConfig, Task, TrainConfig
 from worker.training.data import ArrayDataset, PreparedData, Split, prepare
+from worker.training.metrics import classification_metrics, regression_metrics
 from worker.training.networks import build_network
+from worker.training.randomness import dropout_generator, init_generator, restore_generator
 from worker.training.regularization import Regularizer
 from worker.training.reporting import EpochReport, Reporter
 from worker.training.results import (
@@ -76,14 +79,37 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device("cpu")
 
 
-def data_loss(task: Task, output: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-    """Mean cross-entropy (one logit: binary cross-entropy) or mean (1/2)(y - y_hat)^2."""
+def data_loss(
+    task: Task,
+    output: torch.Tensor,
+    target: torch.Tensor,
+    reduction: str = "mean",
+    class_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean cross-entropy (one logit: binary cross-entropy) or mean (1/2)(y - y_hat)^2. With class
+    weights, each row's loss is multiplied by its class's weight and the sum still divided by the row
+    count, as scikit-learn's class_weight does (sum_i w_i loss_i / n, not a mean over the weights)."""
     if task == "regression":
         squared = 0.5 * (output.squeeze(1) - target).square()
         return squared.mean() if reduction == "mean" else squared.sum()
+    if class_weights is None:
+        if output.shape[1] == 1:
+            return F.binary_cross_entropy_with_logits(output.squeeze(1), target.to(output.dtype), reduction=reduction)
+        return F.cross_entropy(output, target, reduction=reduction)
     if output.shape[1] == 1:
-        return F.binary_cross_entropy_with_logits(output.squeeze(1), target.to(output.dtype), reduction=reduction)
-    return F.cross_entropy(output, target, reduction=reduction)
+        rows = F.binary_cross_entropy_with_logits(output.squeeze(1), target.to(output.dtype), reduction="none")
+    else:
+        rows = F.cross_entropy(output, target, reduction="none")
+    weighted = rows * class_weights[target]
+    return weighted.mean() if reduction == "mean" else weighted.sum()
+
+
+def balanced_class_weights(y: torch.Tensor, n_classes: int, dtype: torch.dtype) -> torch.Tensor:
+    """scikit-learn's class_weight="balanced" on the training split: n / (n_classes * count_c), so
+    that the weights of the training rows sum to n. A class without training rows gets weight 0."""
+    counts = torch.bincount(y, minlength=n_classes).to(dtype)
+    weights = len(y) / (n_classes * counts)
+    return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 
 def build_optimizer(net: nn.Module, reg: Regularizer, cfg: OptimizerConfig) -> torch.optim.Optimizer:
@@ -103,27 +129,53 @@ def build_optimizer(net: nn.Module, reg: Regularizer, cfg: OptimizerConfig) -> t
 
 
 @torch.inference_mode()
-def evaluate(net: nn.Module, split: Split, task: Task) -> dict[str, float]:
-    """Data loss and accuracy (or r2 and rmse) in eval mode, with one host transfer."""
+def evaluate(net: nn.Module, split: Split, task: Task, class_weights: torch.Tensor | None = None) -> dict[str, float]:
+    """Data loss (the objective's data term: class-weighted when the job weighs classes) and accuracy
+    (or r2 and rmse) in eval mode, with one host transfer."""
+    return _forward(net, split, task, class_weights, keep_outputs=False)[0]
+
+
+def _forward(
+    net: nn.Module, split: Split, task: Task, class_weights: torch.Tensor | None, keep_outputs: bool
+) -> tuple[dict[str, float], torch.Tensor | None]:
     net.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=split.X.device)
     hits = torch.zeros((), dtype=torch.float64, device=split.X.device)
+    outputs = []
     for start in range(0, len(split), EVAL_CHUNK_ROWS):
         x, y = split.X[start : start + EVAL_CHUNK_ROWS], split.y[start : start + EVAL_CHUNK_ROWS]
         out = net(x)
-        loss_sum += data_loss(task, out, y, reduction="sum").to(torch.float64)
+        if keep_outputs:
+            outputs.append(out)
+        loss_sum += data_loss(task, out, y, reduction="sum", class_weights=class_weights).to(torch.float64)
         if task == "classification":
             predicted = (out.squeeze(1) > 0).long() if out.shape[1] == 1 else out.argmax(dim=1)
             hits += (predicted == y).sum()
+    kept = torch.cat(outputs) if keep_outputs else None
     n = len(split)
     if task == "classification":
         loss, correct = torch.stack([loss_sum, hits]).tolist()
-        return {"data_loss": loss / n, "accuracy": correct / n}
+        return {"data_loss": loss / n, "accuracy": correct / n}, kept
     y64 = split.y.to(torch.float64)
     loss, total_sq = torch.stack([loss_sum, (y64 - y64.mean()).square().sum()]).tolist()
     residual_sq = 2.0 * loss
     r2 = 1.0 - residual_sq / total_sq if total_sq > 0 else 0.0
-    return {"data_loss": loss / n, "r2": r2, "rmse": math.sqrt(residual_sq / n)}
+    return {"data_loss": loss / n, "r2": r2, "rmse": math.sqrt(residual_sq / n)}, kept
+
+
+@torch.inference_mode()
+def evaluate_fully(
+    net: nn.Module, split: Split, task: Task, n_classes: int, class_weights: torch.Tensor | None = None
+) -> dict[str, Any]:
+    """Everything the result reports for one split: `evaluate`'s numbers, then the metrics of
+    worker/training/metrics.py computed on the host from the outputs, fetched once."""
+    reported, outputs = _forward(net, split, task, class_weights, keep_outputs=True)
+    assert outputs is not None
+    host_outputs = outputs.to("cpu", torch.float64).numpy()
+    y_true = split.y.to("cpu").numpy()
+    if task == "classification":
+        return reported | classification_metrics(host_outputs, y_true, n_classes)
+    return reported | regression_metrics(host_outputs, y_true)
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -155,10 +207,17 @@ def records_layers(epoch: int, epochs: int) -> bool:
 
 
 def train(
-    config: TrainConfig, data: ArrayDataset, reporter: Reporter, checkpoint_path: Path | None = None
+    config: TrainConfig,
+    data: ArrayDataset,
+    reporter: Reporter,
+    checkpoint_path: Path | None = None,
+    *,
+    member: int = 0,
 ) -> TrainOutcome:
     """Train to the end (or to early stopping). With `checkpoint_path`, a checkpoint is written after
-    every epoch, and an existing one is resumed from: the run continues exactly where it stopped."""
+    every epoch, and an existing one is resumed from: the run continues exactly where it stopped.
+    Every draw comes from generators seeded from training.seed (worker/training/randomness.py);
+    `member` selects the dropout stream: 0 for a job, k for the twin of a study's member k."""
     started = time.perf_counter()
     device = resolve_device(config.device)
     dtype = torch.float64 if config.training.precision == "float64" else torch.float32
@@ -168,9 +227,17 @@ def train(
     train_split, val_split = prepared.train, prepared.validation
     train_loss_rows = loss_sample(train_split, cfg_train.seed)
     n_features = int(np.prod(train_split.X.shape[1:]))
+    n_classes = len(prepared.class_labels or ())
+    class_weights = None
+    if cfg_train.class_weight == "balanced":
+        if task != "classification":
+            raise ValueError("training.class_weight applies to classification only")
+        class_weights = balanced_class_weights(train_split.y, n_classes, dtype)
 
-    torch.manual_seed(cfg_train.seed)
-    net = build_network(config.model, n_features, prepared.n_outputs, prepared.image_shape)
+    masks = dropout_generator(cfg_train.seed, member, device)
+    net = build_network(
+        config.model, n_features, prepared.n_outputs, prepared.image_shape, init_generator(cfg_train.seed), masks
+    )
     net = net.to(device=device, dtype=dtype)
     reg = Regularizer(net, config.regularization, optimizer_decays=config.optimizer.type == "adamw")
     optimizer = build_optimizer(net, reg, config.optimizer)
@@ -181,7 +248,7 @@ def train(
         saved = load_checkpoint(checkpoint_path)
         net.load_state_dict(saved.net)
         optimizer.load_state_dict(saved.optimizer)
-        torch.set_rng_state(saved.rng)
+        restore_generator(masks, saved.rng)
         stats.edges = saved.histogram_edges
         progress = Progress(**saved.progress)
         best_state = {k: v.to(device) for k, v in saved.best_state.items()} if saved.best_state else None
@@ -204,7 +271,7 @@ def train(
                 raise Canceled(epoch)
             rows = order[start:stop]
             optimizer.zero_grad(set_to_none=True)
-            loss = data_loss(task, net(train_split.X[rows]), train_split.y[rows])
+            loss = data_loss(task, net(train_split.X[rows]), train_split.y[rows], class_weights=class_weights)
             loss.backward()
             reg.add_gradient_terms()
             lr = optimizer.param_groups[0]["lr"]
@@ -213,8 +280,8 @@ def train(
             reg.after_step(lr)
         steps_done = time.perf_counter()
 
-        train_loss = evaluate(net, train_loss_rows, task)["data_loss"]
-        val_metrics = evaluate(net, val_split, task) if val_split is not None else None
+        train_loss = evaluate(net, train_loss_rows, task, class_weights)["data_loss"]
+        val_metrics = evaluate(net, val_split, task, class_weights) if val_split is not None else None
         l1_term, l2_term = (float(t) for t in reg.penalty_terms())
         for what, value in (("training data loss", train_loss), ("L1 term", l1_term), ("L2 term", l2_term)):
             if not math.isfinite(value):
@@ -253,7 +320,7 @@ def train(
                     epoch=epoch,
                     net=net.state_dict(),
                     optimizer=optimizer.state_dict(),
-                    rng=torch.get_rng_state(),
+                    rng=masks.get_state(),
                     best_state=best_state,
                     progress=progress.__dict__,
                     histogram_edges=stats.edges,
@@ -273,12 +340,16 @@ def train(
         reporter.on_layers(weights_epoch, final_layers)
     l1_term, l2_term = (float(t) for t in reg.penalty_terms())
     steps_seconds = progress.seconds["steps"]
+
+    def final(split: Split) -> dict[str, Any]:
+        return evaluate_fully(net, split, task, n_classes, class_weights)
+
     result = TrainingResult(
         epochs_run=epochs_run,
         best_epoch=progress.best_epoch,
         weights_epoch=weights_epoch,
-        train=TrainMetrics(**evaluate(net, train_split, task), l1_penalty=l1_term, l2_penalty=l2_term),
-        validation=SplitMetrics(**evaluate(net, val_split, task)) if val_split is not None else None,
+        train=TrainMetrics(**final(train_split), l1_penalty=l1_term, l2_penalty=l2_term),
+        validation=SplitMetrics(**final(val_split)) if val_split is not None else None,
         weights=WeightTotals(
             count=int(totals["count"]),
             l1_norm=totals["l1_norm"],
@@ -294,7 +365,7 @@ def train(
         seconds=time.perf_counter() - started,
         samples_per_second=(epochs_run - first_epoch + 1) * n_train / steps_seconds if steps_seconds > 0 else 0.0,
         timing=TrainingTiming(**{f"{k}_seconds": v for k, v in progress.seconds.items()}),
-        test=SplitMetrics(**evaluate(net, prepared.test, task)) if prepared.test is not None else None,
+        test=SplitMetrics(**final(prepared.test)) if prepared.test is not None else None,
     )
     state = {name: t.detach().to("cpu").contiguous() for name, t in net.state_dict().items()}
     return TrainOutcome(result=result, state=state, prepared=prepared)

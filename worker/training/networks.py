@@ -9,9 +9,9 @@ import math
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from worker.training.config import ModelConfig
+from worker.training.randomness import initialize
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
@@ -23,25 +23,34 @@ class Dropout(nn.Module):
     On the CPU, torch's dropout draws its mask with bernoulli_, which is most of a small network's
     step time. Here the mask compares 32-bit uniform integers, two from each 64-bit draw of the same
     seeded generator, against a threshold: the same distribution (finer-grained than float32
-    uniforms), about three times faster. On a GPU torch's fused kernel is already fast and is used."""
+    uniforms), about three times faster. On a GPU the mask compares float uniforms with 1 - p.
 
-    def __init__(self, p: float) -> None:
+    The masks come from `generator` (the job's own, see worker/training/randomness.py); without one,
+    from the process-wide RNG, which only code outside the engine should rely on."""
+
+    def __init__(self, p: float, generator: torch.Generator | None = None) -> None:
         super().__init__()
         if not 0 <= p < 1:
             raise ValueError(f"dropout probability must be in [0, 1), got {p}")
         self.p = p
+        self.generator = generator
         # P(uniform int32 < threshold) = 1 - p, for int32 values uniform on [-2^31, 2^31).
         self.threshold = round((1 - p) * 2**32) - 2**31
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        if x.device.type != "cpu":
-            return F.dropout(x, self.p, training=True)
-        n = x.numel()
-        bits = torch.randint(-(2**63), 2**63 - 1, ((n + 1) // 2,), dtype=torch.int64).view(torch.int32)[:n]
-        kept = (bits < self.threshold).view(x.shape)
-        return x * torch.where(kept, 1.0 / (1.0 - self.p), 0.0).to(x.dtype)
+        return x * torch.where(self.mask(x.shape, x.device), 1.0 / (1.0 - self.p), 0.0).to(x.dtype)
+
+    def mask(self, shape: torch.Size | tuple[int, ...], device: torch.device) -> torch.Tensor:
+        """The kept units of one draw (True = kept), from the generator."""
+        if device.type != "cpu":
+            if self.generator is None:
+                return torch.rand(shape, device=device) >= self.p
+            return torch.rand(shape, device=device, generator=self.generator) >= self.p
+        n = math.prod(shape)
+        bits = torch.randint(-(2**63), 2**63 - 1, ((n + 1) // 2,), dtype=torch.int64, generator=self.generator)
+        return (bits.view(torch.int32)[:n] < self.threshold).view(shape)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
@@ -126,8 +135,30 @@ class ConvNet(nn.Module):
 
 
 def build_network(
-    cfg: ModelConfig, n_features: int, n_outputs: int, image_shape: tuple[int, int, int] | None
+    cfg: ModelConfig,
+    n_features: int,
+    n_outputs: int,
+    image_shape: tuple[int, int, int] | None,
+    generator: torch.Generator | None = None,
+    dropout_generator: torch.Generator | None = None,
 ) -> nn.Module:
+    """The network of a job, on the CPU in float32. With `generator`, it is built without touching the
+    process-wide RNG and initialized from `generator` (randomness.initialize: the same weights as
+    torch's defaults after `torch.manual_seed`); its dropout layers draw from `dropout_generator`."""
+    if generator is None:
+        net = _build(cfg, n_features, n_outputs, image_shape)
+    else:
+        with torch.device("meta"):
+            net = _build(cfg, n_features, n_outputs, image_shape)
+        net = net.to_empty(device="cpu")
+        initialize(net, generator)
+    for module in net.modules():
+        if isinstance(module, Dropout):
+            module.generator = dropout_generator
+    return net
+
+
+def _build(cfg: ModelConfig, n_features: int, n_outputs: int, image_shape: tuple[int, int, int] | None) -> nn.Module:
     if cfg.type == "linear":
         return LinearNet(n_features, n_outputs)
     if cfg.type == "mlp":

@@ -12,13 +12,24 @@ from typing import Any
 
 @dataclass(frozen=True)
 class SplitMetrics:
-    """One split in eval mode: accuracy for classification, r2 and rmse for regression (the others
-    are None and left out of the stored form)."""
+    """One split in eval mode. Classification: accuracy, balanced_accuracy, f1_macro, log_loss,
+    roc_auc (binary, or the macro one-vs-rest average; None when a class is missing from the split)
+    and confusion_matrix (rows true class, columns predicted, in the job's class order). Regression:
+    r2, rmse and mae. Each is scikit-learn's function of the same name on the same predictions
+    (worker/training/metrics.py); the other task's metrics are None and left out of the stored form.
+    data_loss is the objective's data term (class-weighted when the job weighs classes); log_loss
+    never is."""
 
     data_loss: float
     accuracy: float | None = None
+    balanced_accuracy: float | None = None
+    f1_macro: float | None = None
+    log_loss: float | None = None
+    roc_auc: float | None = None
+    confusion_matrix: list[list[int]] | None = None
     r2: float | None = None
     rmse: float | None = None
+    mae: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}

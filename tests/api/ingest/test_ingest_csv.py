@@ -111,20 +111,22 @@ def test_utf8_text_survives(ingest_bytes: Any) -> None:
 
 
 def test_nan_and_infinities_are_non_finite_and_empty_cells_missing(ingest_bytes: Any) -> None:
+    # "NaN" is a missing-value marker (as pandas reads it); "nan" and the infinities are non-finite numbers.
     result = ingest_bytes(b"v,w\n1.5,1\nNaN,2\nnan,3\ninf,4\n-inf,5\n,6\n4.5,7\n")
-    values = [1.5, math.nan, math.nan, math.inf, -math.inf, None, 4.5]
+    values = [1.5, None, math.nan, math.inf, -math.inf, None, 4.5]
     assert same_values(read_back(result.canonical)["v"], values)
     v = result.columns[0]
-    assert (v.dtype, v.missing, v.non_finite, v.min, v.max, v.mean, v.std) == ("float64", 1, 4, 1.5, 4.5, 3.0, 1.5)
+    assert (v.dtype, v.missing, v.non_finite, v.min, v.max, v.mean, v.std) == ("float64", 2, 3, 1.5, 4.5, 3.0, 1.5)
     assert (v.distinct, v.top_values) == (2, [(1.5, 1), (4.5, 1)])
     assert_profile(v, expected_profile("v", "float64", values))
 
 
-def test_only_empty_cells_are_missing(ingest_bytes: Any) -> None:
-    # "NA" and "null" are text here, not missing: a column holding them is a string column.
+def test_markers_are_missing_by_default(ingest_bytes: Any) -> None:
+    # "NA" and "null" are missing-value markers by default (tests/api/ingest/test_ingest_missing_markers.py
+    # covers each marker and the per-upload override).
     result = ingest_bytes(b'region,n\nNA,1\nnull,2\n"",3\nEU,\n')
-    assert read_back(result.canonical) == {"region": ["NA", "null", None, "EU"], "n": [1, 2, 3, None]}
-    assert result.columns[0].missing == 1
+    assert read_back(result.canonical) == {"region": [None, None, None, "EU"], "n": [1, 2, 3, None]}
+    assert result.columns[0].missing == 3
 
 
 def test_types_of_columns(ingest_bytes: Any) -> None:
@@ -237,6 +239,8 @@ def test_canonical_parquet_equals_the_csv_values(ingest_bytes: Any, small_blocks
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(header)
     for row in rows:
+        # A cell of spaces and tabs alone is blank, so missing (the default markers).
+        row[4] = None if row[4] is not None and not row[4].strip(" \t") else row[4]
         writer.writerow(
             [
                 ""
