@@ -11,7 +11,7 @@ at batch 256 and at batch 32, with per-epoch evaluation and reporting as a job d
 interleaved over repeats (the machine is noisy) and the ratio of each repeat's times is reported as
 its median [min, max] against the targets (>= 1.5x at batch 256, >= 2.5x at batch 32, on CPU).
 
-    python -m bench.stacked [--epochs 2] [--repeats 3] [--threads N]
+    python -m bench.stacked [--epochs 2] [--repeats 3] [--threads N] [--batch-sizes 256 32]
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(TARGETS), choices=list(TARGETS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = make_data()
@@ -84,7 +85,8 @@ def main() -> None:
         f"{MEMBERS} members {FEATURES}-{'-'.join(map(str, HIDDEN))}-{CLASSES}, {ROWS} rows, {args.epochs} epochs, "
         f"{args.repeats} interleaved repeats, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     )
-    for batch_size, target in TARGETS.items():
+    for batch_size in args.batch_sizes:
+        target = TARGETS[batch_size]
         configs = members(batch_size, args.epochs)
         ratios, stacked, sequential = [], [], []
         for _ in range(args.repeats):

@@ -30,6 +30,8 @@ class StudyMember(Base):
     mean_score: Mapped[float | None] = mapped_column(Float)
     standard_error: Mapped[float | None] = mapped_column(Float)
     train_score: Mapped[float | None] = mapped_column(Float)
+    # The selection metric on each fold's training rows; train_score is their mean.
+    train_scores: Mapped[list[Any] | None] = mapped_column(JSON)
     nonzero: Mapped[int | None] = mapped_column(Integer)
     zero_fraction: Mapped[float | None] = mapped_column(Float)
     epochs: Mapped[int | None] = mapped_column(Integer)

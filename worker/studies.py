@@ -261,7 +261,7 @@ def train_network_fold(
     should_stop: Callable[[], bool],
 ) -> dict[int, dict[str, Any]]:
     reporter = _StopReporter(should_stop)
-    outcomes = train_stacked(_configs(members, task), data, reporter, indices=(train, held_out, test))
+    outcomes = train_stacked(_configs(members, task), data, reporter, rows=(train, held_out, test))
     out: dict[int, dict[str, Any]] = {}
     for member, outcome in zip(members, outcomes, strict=True):
         reports = reporter.reports.get(outcome.member, [])
@@ -325,7 +325,18 @@ def load_members(study_id: str) -> list[Member]:
             select(StudyMember).where(StudyMember.study_id == study_id).order_by(StudyMember.position)
         )
         return [
-            Member(m.position, dict(m.spec), dict(m.params), m.penalty, list(m.fold_scores), {"variant": m.variant})
+            Member(
+                m.position,
+                dict(m.spec),
+                dict(m.params),
+                m.penalty,
+                list(m.fold_scores),
+                {
+                    "variant": m.variant,
+                    "train_scores": m.train_scores,
+                    "columns": {"final_scores": m.final_scores, "best_scores": m.best_scores},
+                },
+            )
             for m in rows
         ]
 
@@ -395,7 +406,7 @@ def _record_fold(member: Member, found: dict[str, Any], fold: int, n_folds: int,
     """The fold's numbers into the member's columns: per-fold final and best-epoch validation metrics,
     and the running mean of the training score over the folds done in this attempt."""
     columns = member.extra.setdefault("columns", {})
-    trains = member.extra.setdefault("train_scores", [None] * n_folds)
+    trains = list(columns.get("train_scores") or member.extra.get("train_scores") or [None] * n_folds)
     trains[fold] = metric_of(found.get("train"), metric)
     finals = list(columns.get("final_scores") or [None] * n_folds)
     bests = list(columns.get("best_scores") or [None] * n_folds)
@@ -405,6 +416,7 @@ def _record_fold(member: Member, found: dict[str, Any], fold: int, n_folds: int,
     columns.update(
         final_scores=finals,
         best_scores=bests,
+        train_scores=trains,
         train_score=float(np.mean(known)) if known else None,
         nonzero=found.get("nonzero"),
         zero_fraction=found.get("zero_fraction"),

@@ -151,6 +151,7 @@ class StudyRead(BaseModel):
         "test split never takes part in selection."
     )
     refit_job_id: str | None
+    refit_error: str | None = Field(None, description="Why the refit job could not be made, if it could not.")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

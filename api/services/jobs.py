@@ -36,6 +36,7 @@ def build_job(
     schedule_id: str | None = None,
     scheduled_for: datetime | None = None,
     parent_id: str | None = None,
+    study_id: str | None = None,
 ) -> Job:
     """Validate a job against its dataset (resolved now) and the server's limits, and build its row,
     not yet added to the session."""
@@ -99,6 +100,7 @@ def build_job(
         schedule_id=schedule_id,
         scheduled_for=scheduled_for,
         parent_id=parent_id,
+        study_id=study_id,
         enqueued_at=utcnow(),
         warnings=list(view.warnings),
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,8 @@ from core.architecture import output_units, parameter_shapes
 from core.errors import Conflict, InvalidInput, NotFound
 from core.settings import Settings
 from models import Job, JobStatus, StudyMember
+
+log = logging.getLogger(__name__)
 
 # A grid value stands for "filled in from the data when the study starts" (a `path` axis).
 FROM_PATH = None
@@ -354,6 +357,7 @@ def study_read(session: Session, study: Job) -> dict[str, Any]:
         "selected": result.get("selected"),
         "test": result.get("test"),
         "refit_job_id": refit,
+        "refit_error": result.get("refit_error"),
         "created_at": study.created_at,
         "started_at": study.started_at,
         "finished_at": study.finished_at,
@@ -395,7 +399,11 @@ def create_pending_refits(session: Session, settings: Settings) -> list[str]:
         except IntegrityError:
             continue
         except Exception as exc:  # a refit that cannot be made is recorded on the study, not retried forever
-            detail = getattr(exc, "detail", None) or f"{type(exc).__name__}"
+            session.rollback()
+            detail = getattr(exc, "detail", None)
+            if detail is None:
+                log.exception("the refit of study %s failed", study.id)
+                detail = "The refit job could not be created; the failure has been logged."
             result = dict(study.result or {})
             result["refit_error"] = detail
             row = session.get(Job, study.id)

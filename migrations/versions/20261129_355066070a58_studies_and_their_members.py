@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("mean_score", sa.Float(), nullable=True),
         sa.Column("standard_error", sa.Float(), nullable=True),
         sa.Column("train_score", sa.Float(), nullable=True),
+        sa.Column("train_scores", sa.JSON(), nullable=True),
         sa.Column("nonzero", sa.Integer(), nullable=True),
         sa.Column("zero_fraction", sa.Float(), nullable=True),
         sa.Column("epochs", sa.Integer(), nullable=True),

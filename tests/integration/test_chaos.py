@@ -34,7 +34,7 @@ LONG_JOB = {
     "model": {"type": "mlp", "hidden_layers": [256, 256], "dropout": 0.1},
     "regularization": {"l1": 1e-4},
     "optimizer": {"type": "sgd", "lr": 0.02, "momentum": 0.9},
-    "training": {"epochs": 8, "batch_size": 4, "seed": 11},
+    "training": {"epochs": 8, "batch_size": 4, "seed": 11, "early_stopping": None},
 }
 CHAOS_ENV = {"REGTRAIN_LEASE_SECONDS": "3", "REGTRAIN_SWEEP_AFTER_SECONDS": "3"}
 

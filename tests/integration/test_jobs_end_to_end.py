@@ -97,7 +97,8 @@ def test_example_job_succeeds_and_its_results_read_back(stack: Stack) -> None:
     assert weights.status_code == 200
     body = no_nan(weights.text)
     assert isinstance(body, dict)
-    assert body["epoch"] == 20 and body["epochs_recorded"] == list(range(1, 21))
+    # The weights served by default are the artifact's: the best epoch's, under early stopping.
+    assert body["epoch"] == result["weights_epoch"] and body["epochs_recorded"] == list(range(1, 21))
     layers = {layer["name"]: layer for layer in body["layers"]}
     assert set(layers) == {"hidden.0.linear.weight", "hidden.0.linear.bias", "output.weight", "output.bias"}
     hidden = layers["hidden.0.linear.weight"]

@@ -35,7 +35,7 @@ from worker.training.config import ModelConfig, TrainingConfig
 LONG: dict[str, Any] = {
     "dataset": "builtin:digits",
     "model": {"hidden_layers": [32]},
-    "training": {"epochs": 200, "batch_size": 16},
+    "training": {"epochs": 200, "batch_size": 16, "early_stopping": None},
 }
 SHORT: dict[str, Any] = {
     "dataset": "builtin:iris",

@@ -21,7 +21,11 @@ from tests.support.servers import wait_until
 from worker import runner
 from worker.datasets import load_dataset
 
-LONG = {"dataset": "builtin:digits", "model": {"hidden_layers": [128]}, "training": {"epochs": 200, "batch_size": 8}}
+LONG = {
+    "dataset": "builtin:digits",
+    "model": {"hidden_layers": [128]},
+    "training": {"epochs": 200, "batch_size": 8, "early_stopping": None},
+}
 
 
 @pytest.fixture

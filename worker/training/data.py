@@ -147,9 +147,20 @@ def handle_missing(data: ArrayDataset, policy: str) -> ArrayDataset:
     return ArrayDataset(X=data.X[keep], y=data.y[keep], feature_names=data.feature_names, image_shape=data.image_shape)
 
 
+# Explicit (train, validation, test) row indices, after missing-value handling: a study's folds.
+SplitRows = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
 def prepare(
-    data: ArrayDataset, task: Task, training: TrainingConfig, device: torch.device, dtype: torch.dtype
+    data: ArrayDataset,
+    task: Task,
+    training: TrainingConfig,
+    device: torch.device,
+    dtype: torch.dtype,
+    rows: SplitRows | None = None,
 ) -> PreparedData:
+    """The splits as tensors, standardized with the training rows' statistics. `rows` overrides the
+    spec's split (validation_fraction, test_fraction, seed) with given row indices."""
     data = handle_missing(data, training.missing)
     if task == "classification":
         y, class_labels = encode_labels(data.y)
@@ -159,9 +170,12 @@ def prepare(
     else:
         y, class_labels, n_outputs = data.y.astype(np.float64), None, 1
 
-    train_idx, val_idx, test_idx = split_indices(
-        y, task, training.validation_fraction, training.test_fraction, training.seed
-    )
+    if rows is None:
+        train_idx, val_idx, test_idx = split_indices(
+            y, task, training.validation_fraction, training.test_fraction, training.seed
+        )
+    else:
+        train_idx, val_idx, test_idx = (np.asarray(part, dtype=np.int64) for part in rows)
     if len(train_idx) == 0:
         raise InvalidData("The training split is empty: lower validation_fraction or test_fraction, or add rows.")
     flat = data.X.reshape(len(data.X), -1)

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from worker.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from worker.training.config import OptimizerConfig, Task, TrainConfig
-from worker.training.data import ArrayDataset, PreparedData, Split, prepare
+from worker.training.data import ArrayDataset, PreparedData, Split, SplitRows, prepare
 from worker.training.metrics import classification_metrics, regression_metrics
 from worker.training.networks import build_network
 from worker.training.randomness import dropout_generator, init_generator, restore_generator
@@ -213,6 +213,7 @@ def train(
     checkpoint_path: Path | None = None,
     *,
     member: int = 0,
+    rows: SplitRows | None = None,
 ) -> TrainOutcome:
     """Train to the end (or to early stopping). With `checkpoint_path`, a checkpoint is written after
     every epoch, and an existing one is resumed from: the run continues exactly where it stopped.
@@ -223,7 +224,7 @@ def train(
     dtype = torch.float64 if config.training.precision == "float64" else torch.float32
     task, cfg_train = config.task, config.training
 
-    prepared = prepare(data, task, cfg_train, device, dtype)
+    prepared = prepare(data, task, cfg_train, device, dtype, rows)
     train_split, val_split = prepared.train, prepared.validation
     train_loss_rows = loss_sample(train_split, cfg_train.seed)
     n_features = int(np.prod(train_split.X.shape[1:]))
@@ -269,9 +270,9 @@ def train(
         for start, stop in batches:
             if reporter.should_stop():
                 raise Canceled(epoch)
-            rows = order[start:stop]
+            batch = order[start:stop]
             optimizer.zero_grad(set_to_none=True)
-            loss = data_loss(task, net(train_split.X[rows]), train_split.y[rows], class_weights=class_weights)
+            loss = data_loss(task, net(train_split.X[batch]), train_split.y[batch], class_weights=class_weights)
             loss.backward()
             reg.add_gradient_terms()
             lr = optimizer.param_groups[0]["lr"]

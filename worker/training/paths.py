@@ -376,9 +376,7 @@ def _solve_support(
         return np.linalg.lstsq(system, rhs, rcond=None)[0], system
 
 
-def _line_search(
-    system: np.ndarray, rhs: np.ndarray, l1: float, current: np.ndarray, target: np.ndarray
-) -> np.ndarray:
+def _line_search(system: np.ndarray, rhs: np.ndarray, l1: float, current: np.ndarray, target: np.ndarray) -> np.ndarray:
     """The lowest-objective point among the zero crossings on [current, target] and target itself;
     the coordinates that cross at the chosen point are set to exactly zero. ``system`` and ``rhs`` are
     the support's ``gram_SS + l2 I`` and ``xty_S``."""

@@ -59,8 +59,7 @@ def restore_generator(generator: torch.Generator, state: torch.Tensor) -> bool:
 def initialize(net: nn.Module, generator: torch.Generator) -> None:
     """PyTorch's default initialization of nn.Linear and nn.Conv2d (kaiming_uniform_(a=sqrt(5)) for
     the weight, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias), drawn from `generator` in module
-    order, which is construction order for regtrain's networks; other modules (batch norm) reset
-    without randomness."""
+    order, which is construction order for regtrain's networks; batch norm resets without randomness."""
     for module in net.modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
@@ -68,5 +67,5 @@ def initialize(net: nn.Module, generator: torch.Generator) -> None:
                 fan_in, _ = nn.init._calculate_fan_in_and_fan_out(module.weight)
                 bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
                 nn.init.uniform_(module.bias, -bound, bound, generator=generator)
-        elif module is not net and hasattr(module, "reset_parameters"):
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
             module.reset_parameters()

@@ -162,7 +162,7 @@ def test_logistic_cv_chooses_the_same_C_as_sklearn(dataset: str, scoring: str) -
     default = LogisticRegressionCV(
         Cs=10, cv=StratifiedKFold(5), scoring=scoring, l1_ratios=(0,), use_legacy_attributes=True
     )
-    assert ours.C == default.fit(X, y).C_[0]
+    assert default.fit(X, y).C_[0] == ours.C
 
     # scikit-learn solved to the optimum: the fold scores and the refit agree to 1e-6.
     exact = LogisticRegressionCV(
@@ -177,5 +177,5 @@ def test_logistic_cv_chooses_the_same_C_as_sklearn(dataset: str, scoring: str) -
     ).fit(X, y)
     their_scores = next(iter(exact.scores_.values()))[:, :, 0].T  # (Cs, folds)
     np.testing.assert_allclose(ours.scores, their_scores, rtol=1e-6, atol=1e-9)
-    assert ours.C == exact.C_[0]
+    assert exact.C_[0] == ours.C
     assert_close_to_largest(ours.coef, exact.coef_, 1e-6)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_diabetes, load_wine
+from sklearn.datasets import load_diabetes, load_digits, load_wine
 
 from worker.training import ArrayDataset, EpochReport, NullReporter, TrainConfig, train
 from worker.training.config import (
@@ -221,3 +221,22 @@ def test_the_group_key_separates_what_members_must_share() -> None:
     assert all(len(group_by_shape([config, other])) == 2 for other in shared)
     assert all(len(group_by_shape([config, other])) == 1 for other in per_member)
     assert np.array_equal(group_by_shape([]), [])
+
+
+def test_cnn_members_are_not_stacked_and_equal_their_twins_bit_for_bit() -> None:
+    bunch = load_digits()
+    digits = ArrayDataset(bunch.data, bunch.target, tuple(bunch.feature_names), image_shape=(1, 8, 8))
+    config = TrainConfig(
+        task="classification",
+        model=ModelConfig(type="cnn", channels=(4,), hidden_layers=(8,), dropout=0.2),
+        optimizer=OptimizerConfig(type="adam", lr=0.01),
+        training=TrainingConfig(epochs=2, batch_size=128),
+        device="cpu",
+    )
+    configs = [config, replace(config, regularization=RegularizationConfig(l2=0.01))]
+    outcomes = train_stacked(configs, digits)
+    for outcome, member_config in zip(outcomes, configs, strict=True):
+        twin = train(member_config, digits, NullReporter(), member=outcome.member)
+        assert outcome.outcome is not None
+        for name, tensor in twin.state.items():
+            assert torch.equal(outcome.outcome.state[name], tensor), name
