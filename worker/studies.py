@@ -530,7 +530,7 @@ def _coefficient_path(
 def run_claimed(claimed: Any, load: Callable[..., LoadedData]) -> None:
     """Runs a study the worker has claimed (worker.runner.run_job), with the job lifecycle: a lease,
     cancel and shutdown at the next step, a time limit, and errors that say whose they are."""
-    from worker.runner import Lease, _finish, _hand_back
+    from worker.runner import Lease, _finish, _finite, _hand_back
 
     settings_limit = _time_limit()
     base = claimed.spec["job"]
@@ -585,14 +585,3 @@ def _time_limit() -> int:
     from core.settings import get_settings
 
     return get_settings().job_time_limit_seconds
-
-
-def _finite(value: Any) -> Any:
-    """JSON has no NaN: a non-finite number in a result is stored as null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value

@@ -8,7 +8,8 @@ from api.deps import Reader, SessionDep, SettingsDep, Writer
 from api.schemas.common import ErrorRead, Limit, Offset
 from api.schemas.job import JobRead
 from api.schemas.schedule import RunPage, ScheduleCreate, SchedulePage, ScheduleRead, ScheduleUpdate
-from api.services import schedules
+from api.schemas.study import StudyRead
+from api.services import schedules, studies
 from api.services.jobs import job_read
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
@@ -56,7 +57,7 @@ def delete_schedule(schedule_id: str, caller: Writer, session: SessionDep) -> No
 @router.post(
     "/{schedule_id}/trigger",
     status_code=status.HTTP_201_CREATED,
-    response_model=JobRead,
+    response_model=JobRead | StudyRead,
     responses={
         **NOT_FOUND,
         409: {"model": ErrorRead, "description": "Triggered at this same instant already; retry."},
@@ -65,8 +66,9 @@ def delete_schedule(schedule_id: str, caller: Writer, session: SessionDep) -> No
     },
 )
 def trigger(schedule_id: str, caller: Writer, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
-    """Run the schedule's job now, outside its calendar."""
-    return job_read(schedules.trigger(session, settings, caller.tenant_id, schedule_id, schedules.now()))
+    """Run the schedule's job (or study) now, outside its calendar."""
+    made = schedules.trigger(session, settings, caller.tenant_id, schedule_id, schedules.now())
+    return studies.study_read(session, made) if made.kind == "study" else job_read(made)
 
 
 @router.get("/{schedule_id}/runs", response_model=RunPage, responses=NOT_FOUND)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api.schemas.common import Page, StrictModel, drop_null_from_schema, refuse_null
 from api.schemas.job import EXAMPLE_JOB, DatasetRef, JobCreate
+from api.schemas.study import StudyCreate
 from models.job_status import JobStatus
 
 CRON_HELP = (
@@ -37,7 +38,14 @@ class ScheduleCreate(StrictModel):
     name: str = Field(min_length=1, max_length=200)
     cron: str = Field(min_length=1, max_length=200, description=CRON_HELP)
     timezone: str = Field("UTC", max_length=64, description="IANA time zone name, e.g. `Europe/Berlin`.")
-    job: JobCreate = Field(description="The job to submit at each slot; `NAME@latest` resolves when the slot fires.")
+    job: JobCreate | None = Field(
+        None, description="The job to submit at each slot; `NAME@latest` resolves when the slot fires."
+    )
+    study: StudyCreate | None = Field(
+        None,
+        description="Instead of a job, a study to run at each slot (e.g. nightly re-selection of lambda on the "
+        "newest data; with `refit`, the selected member is then trained as a job).",
+    )
     enabled: bool = True
     overlap: Literal["skip", "queue"] = Field(
         "skip", description="When the previous run is still queued or running: `skip` the slot or `queue` another run."
@@ -45,6 +53,12 @@ class ScheduleCreate(StrictModel):
     catch_up: Literal["skip", "run_once"] = Field(
         "skip", description="Slots missed while no scheduler ran: `skip` them, or `run_once` for all of them together."
     )
+
+    @model_validator(mode="after")
+    def _job_or_study(self) -> Self:
+        if (self.job is None) == (self.study is None):
+            raise ValueError("give exactly one of `job` (a job template) or `study` (a study template)")
+        return self
 
 
 class ScheduleUpdate(StrictModel):
@@ -60,23 +74,27 @@ class ScheduleUpdate(StrictModel):
     )
     timezone: str | None = Field(None, max_length=64, description="IANA time zone name. Leave out to keep it.")
     job: JobCreate | None = Field(None, description="A new job template (replaces the whole template).")
+    study: StudyCreate | None = Field(None, description="A new study template (replaces the whole template).")
     enabled: bool | None = Field(None, description="false pauses the schedule, true resumes it from the next slot.")
     overlap: Literal["skip", "queue"] | None = Field(None, description="See ScheduleCreate. Leave out to keep it.")
     catch_up: Literal["skip", "run_once"] | None = Field(None, description="See ScheduleCreate. Leave out to keep it.")
 
     _no_nulls = field_validator("*", mode="before")(refuse_null)
 
+    @model_validator(mode="after")
+    def _job_or_study(self) -> Self:
+        if self.job is not None and self.study is not None:
+            raise ValueError("give `job` or `study`, not both: a schedule runs one template")
+        return self
+
 
 class ScheduleRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
     id: str
     name: str
     cron: str
     timezone: str
-    job: dict[str, Any] = Field(
-        description="The job template, as given.", validation_alias=AliasChoices("job", "job_template")
-    )
+    job: dict[str, Any] | None = Field(description="The job template, as given (null for a study schedule).")
+    study: dict[str, Any] | None = Field(description="The study template, as given (null for a job schedule).")
     enabled: bool
     overlap: Literal["skip", "queue"]
     catch_up: Literal["skip", "run_once"]

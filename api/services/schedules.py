@@ -7,6 +7,7 @@ Firing a slot inserts its schedule_run row and its job in one transaction; the u
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +19,8 @@ from sqlalchemy.orm import Session
 
 from api.schemas.job import JobCreate
 from api.schemas.schedule import ScheduleCreate, ScheduleRead, ScheduleUpdate
+from api.schemas.study import StudyCreate
+from api.services import studies
 from api.services.jobs import build_job, create_job, dataset_ref
 from core.errors import Conflict, DomainError, InvalidInput, NotFound
 from core.settings import Settings
@@ -46,22 +49,52 @@ def next_slot(expression: str, zone: str, after: datetime) -> datetime:
         raise InvalidInput(f"The schedule's cron expression is invalid: {exc}.") from exc
 
 
-def _validate_template(session: Session, settings: Settings, tenant_id: str, template: JobCreate) -> None:
-    """Exactly the checks of POST /v1/jobs, without creating anything."""
-    build_job(session, settings, tenant_id, template)
+def _template(job: JobCreate | None, study: StudyCreate | None) -> dict[str, Any]:
+    """What a schedule stores: a job body as given, or {"study": <a study body as given>} (a job body
+    never has a `study` field)."""
+    if study is not None:
+        return {"study": study.model_dump(mode="json", exclude_unset=True)}
+    assert job is not None
+    return job.model_dump(mode="json", exclude_unset=True)
+
+
+def _validate_template(
+    session: Session, settings: Settings, tenant_id: str, job: JobCreate | None, study: StudyCreate | None
+) -> None:
+    """Exactly the checks of POST /v1/jobs (or /v1/studies), without creating anything."""
+    if study is not None:
+        studies.plan_members(session, settings, tenant_id, study)
+        build_job(session, settings, tenant_id, study.job)
+    elif job is not None:
+        build_job(session, settings, tenant_id, job)
+
+
+def start_from_template(
+    session: Session,
+    settings: Settings,
+    tenant_id: str,
+    template: dict[str, Any],
+    records: Callable[[Job], Iterable[Any]],
+    **lineage: Any,
+) -> Job:
+    """A schedule's run: its job, or its study, through the one function that admits work (jobs.admit)."""
+    if "study" in template:
+        body = StudyCreate.model_validate(template["study"])
+        return studies.create_study(session, settings, tenant_id, body, records=records, **lineage)
+    return create_job(session, settings, tenant_id, JobCreate.model_validate(template), records=records, **lineage)
 
 
 def create_schedule(
     session: Session, settings: Settings, tenant_id: str, body: ScheduleCreate, now: datetime
 ) -> Schedule:
     first = next_slot(body.cron, body.timezone, now)
-    _validate_template(session, settings, tenant_id, body.job)
+    _validate_template(session, settings, tenant_id, body.job, body.study)
     schedule = Schedule(
         tenant_id=tenant_id,
         name=body.name,
         cron=body.cron,
         timezone=body.timezone,
-        job_template=body.job.model_dump(mode="json", exclude_unset=True),
+        job_template=_template(body.job, body.study),
         enabled=body.enabled,
         overlap=body.overlap,
         catch_up=body.catch_up,
@@ -94,11 +127,11 @@ def update_schedule(
     """Changes take effect from the next slot: a new cron, time zone or re-enabling recomputes it from now."""
     schedule = get_schedule(session, tenant_id, schedule_id)
     changes = body.model_dump(exclude_unset=True)
-    if "job" in changes:
-        assert body.job is not None
-        _validate_template(session, settings, tenant_id, body.job)
-        changes["job_template"] = body.job.model_dump(mode="json", exclude_unset=True)
-        del changes["job"]
+    if "job" in changes or "study" in changes:
+        _validate_template(session, settings, tenant_id, body.job, body.study)
+        changes["job_template"] = _template(body.job, body.study)
+        changes.pop("job", None)
+        changes.pop("study", None)
     cron, zone = changes.get("cron", schedule.cron), changes.get("timezone", schedule.timezone)
     upcoming = next_slot(cron, zone, now)
     for key, value in changes.items():
@@ -156,12 +189,12 @@ def _claim(
             ]
 
         try:
-            job = create_job(
+            job = start_from_template(
                 session,
                 settings,
                 schedule.tenant_id,
-                JobCreate.model_validate(schedule.job_template),
-                records=run,
+                schedule.job_template,
+                run,
                 schedule_id=schedule.id,
                 scheduled_for=slot,
             )
@@ -240,7 +273,6 @@ def trigger(session: Session, settings: Settings, tenant_id: str, schedule_id: s
     """A run now, outside the calendar (overlap does not apply: it was asked for); the tenant's and the
     server's limits do."""
     schedule = get_schedule(session, tenant_id, schedule_id)
-    template = JobCreate.model_validate(schedule.job_template)
 
     def run(job: Job) -> list[ScheduleRun]:
         return [
@@ -254,8 +286,8 @@ def trigger(session: Session, settings: Settings, tenant_id: str, schedule_id: s
         ]
 
     try:
-        return create_job(
-            session, settings, tenant_id, template, records=run, schedule_id=schedule.id, scheduled_for=now
+        return start_from_template(
+            session, settings, tenant_id, schedule.job_template, run, schedule_id=schedule.id, scheduled_for=now
         )
     except IntegrityError:
         raise Conflict("This schedule was triggered at this same instant already; retry.") from None
@@ -325,8 +357,22 @@ def list_runs(
 
 
 def schedule_read(schedule: Schedule) -> dict[str, Any]:
-    # The response schema reads the row itself (from_attributes; `job` is the job_template column).
-    return ScheduleRead.model_validate(schedule).model_dump()
+    template = schedule.job_template
+    study = template.get("study") if "study" in template else None
+    return ScheduleRead(
+        id=schedule.id,
+        name=schedule.name,
+        cron=schedule.cron,
+        timezone=schedule.timezone,
+        job=None if study is not None else template,
+        study=study,
+        enabled=schedule.enabled,
+        overlap=schedule.overlap,
+        catch_up=schedule.catch_up,
+        next_run_at=schedule.next_run_at,
+        created_at=schedule.created_at,
+        updated_at=schedule.updated_at,
+    ).model_dump()
 
 
 def now() -> datetime:

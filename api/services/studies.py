@@ -11,6 +11,7 @@ import copy
 import itertools
 import logging
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -220,7 +221,14 @@ def _check_parameters(settings: Settings, view: TrainingView, body: StudyCreate,
         )
 
 
-def create_study(session: Session, settings: Settings, tenant_id: str, body: StudyCreate, **lineage: Any) -> Job:
+def create_study(
+    session: Session,
+    settings: Settings,
+    tenant_id: str,
+    body: StudyCreate,
+    records: Callable[[Job], Iterable[Any]] | None = None,
+    **lineage: Any,
+) -> Job:
     members = plan_members(session, settings, tenant_id, body)
     job = build_job(session, settings, tenant_id, body.job, **lineage)
     dataset = resolve_dataset(session, tenant_id, body.job.dataset)
@@ -266,7 +274,10 @@ def create_study(session: Session, settings: Settings, tenant_id: str, body: Stu
             for position, member in enumerate(members)
         ]
 
-    return admit(session, settings, job, member_rows)
+    def rows(study: Job) -> list[Any]:
+        return [*member_rows(study), *(records(study) if records is not None else [])]
+
+    return admit(session, settings, job, rows)
 
 
 def submit(

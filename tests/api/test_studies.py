@@ -167,3 +167,45 @@ def test_the_queued_limit_counts_studies(api_client: TestClient, monkeypatch: py
     refused = submit(api_client, {"job": MLP})
     assert refused.status_code == 429 and "may have 1" in refused.json()["detail"]
     assert api_client.post("/v1/jobs", json=MLP).status_code == 429
+
+
+def test_a_schedule_can_run_a_study(api_client: TestClient) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from api.services.schedules import fire_due
+    from core.db import get_session_factory
+    from core.settings import get_settings
+    from models import Schedule
+
+    study = {"job": MLP, "search": {"regularization.l2": {"values": [0.0, 0.01]}}, "cv": {"folds": 3}}
+    body = {"name": "nightly", "cron": "0 3 * * *", "study": study, "overlap": "queue"}
+    created_schedule = api_client.post("/v1/schedules", json=body)
+    assert created_schedule.status_code == 201, created_schedule.text
+    schedule = created_schedule.json()
+    assert schedule["job"] is None and schedule["study"]["search"] == study["search"]
+
+    triggered = api_client.post(f"/v1/schedules/{schedule['id']}/trigger")
+    assert triggered.status_code == 201, triggered.text
+    assert triggered.json()["members"] == 2 and triggered.json()["progress"]["total"] == 6
+
+    with get_session_factory()() as session:
+        row = session.get(Schedule, schedule["id"])
+        assert row is not None
+        row.next_run_at = datetime.now(UTC) - timedelta(seconds=5)
+        session.commit()
+        fired = fire_due(session, get_settings(), datetime.now(UTC))
+    assert [f.outcome for f in fired] == ["started"]
+    listed = api_client.get("/v1/studies").json()
+    assert listed["total"] == 2 and fired[0].job_id in {s["id"] for s in listed["items"]}
+    runs = api_client.get(f"/v1/schedules/{schedule['id']}/runs").json()
+    assert runs["total"] == 2
+
+    both = api_client.post("/v1/schedules", json={"name": "x", "cron": "0 3 * * *", "study": study, "job": MLP})
+    neither = api_client.post("/v1/schedules", json={"name": "x", "cron": "0 3 * * *"})
+    for response in (both, neither):
+        assert response.status_code == 422 and "exactly one of `job`" in response.text
+    bad = api_client.post(
+        "/v1/schedules",
+        json={"name": "x", "cron": "0 3 * * *", "study": {**study, "cv": None, "select": {"rule": "1se"}}},
+    )
+    assert bad.status_code == 422 and "needs cross-validation" in bad.text
