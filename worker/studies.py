@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 LOWER_IS_BETTER = frozenset({"data_loss", "mse", "log_loss", "rmse", "mae"})
 PATH_PARAMETER = "regularization.elastic_net.alpha"
+# The searched penalties that the 1-SE rule orders members by (larger = simpler).
+PENALTY_AXES = ("regularization.elastic_net.alpha", "regularization.l1", "regularization.l2")
 # glmnet's convention for a ridge path: alpha_max as if the L1 share were 0.001 (never infinite).
 RIDGE_L1_RATIO = 1e-3
 
@@ -460,20 +462,28 @@ def _finish(
     if not finite.any():
         raise InvalidData("No member of this study produced a finite score (every member diverged).")
     candidates = np.flatnonzero(finite)
-    penalties = np.array([members[i].penalty or 0.0 for i in candidates], dtype=np.float64)
     greater = metric not in LOWER_IS_BETTER
-    chosen = select_member(
-        means[candidates],
-        scores[candidates] if folds >= 2 else np.repeat(means[candidates, None], 2, axis=1),
-        penalties,
-        rule,
-        greater,
-    )
-    best, selected = members[candidates[chosen.best_index]], members[candidates[chosen.index]]
+    fold_matrix = scores if folds >= 2 else np.repeat(means[:, None], 2, axis=1)
+
+    def choose(among: np.ndarray, how: str) -> Member:
+        penalties = np.array([members[i].penalty or 0.0 for i in among], dtype=np.float64)
+        picked = select_member(means[among], fold_matrix[among], penalties, how, greater)  # type: ignore[arg-type]
+        return members[among[picked.index]]
+
+    best = choose(candidates, "min")
     one_se = None
     if folds >= 2:
-        one_se_choice = select_member(means[candidates], scores[candidates], penalties, "1se", greater)
-        one_se = members[candidates[one_se_choice.index]]
+        # glmnet's rule runs along one penalty path: the best member's (its variant and its other grid
+        # values, e.g. its l1_ratio), so that penalties of different mixes are never compared.
+        axis = next((name for name in PENALTY_AXES if name in spec["search"]), None)
+
+        def line(member: Member) -> tuple[Any, ...]:
+            others = sorted((k, repr(v)) for k, v in member.params.items() if k != axis)
+            return (member.extra.get("variant"), *others)
+
+        same_path = np.array([i for i in candidates if axis is None or line(members[i]) == line(best)])
+        one_se = choose(same_path, "1se")
+    selected = one_se if rule == "1se" and one_se is not None else best
 
     def described(member: Member) -> dict[str, Any]:
         index = members.index(member)

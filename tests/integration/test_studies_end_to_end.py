@@ -90,6 +90,12 @@ def test_an_elastic_net_cv_study_makes_elastic_net_cvs_choice(scheduled: Stack) 
     assert chosen["regularization.elastic_net.l1_ratio"] == oracle.l1_ratio_
     assert chosen["regularization.elastic_net.alpha"] == pytest.approx(oracle.alpha_, rel=1e-9)
 
+    # glmnet's 1-SE member lies on the best member's path (its l1_ratio), at a penalty no smaller.
+    one_se, best = study["one_se"]["params"], study["best"]["params"]
+    assert one_se["regularization.elastic_net.l1_ratio"] == best["regularization.elastic_net.l1_ratio"]
+    assert one_se["regularization.elastic_net.alpha"] >= best["regularization.elastic_net.alpha"]
+    assert study["one_se"]["mean"] <= study["best"]["mean"] + study["best"]["standard_error"]
+
     members = stack.client.get(f"/v1/studies/{study['id']}/members", params={"limit": 100}).json()["items"]
     assert len(members) == 60
     for member in members:
