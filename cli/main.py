@@ -62,7 +62,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import sklearn.datasets  # noqa: F401
     import torch
 
-    import worker.runner  # noqa: F401
+    import worker.runner
+    import worker.studies  # noqa: F401
 
     queues = args.queues
     if queues is None:
