@@ -82,3 +82,32 @@ class Job(Base):
     parent_id: Mapped[str | None] = mapped_column(String(36), index=True)
     # For a study's refit job: the study (at most one refit job per study).
     study_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+
+    # Columns grouped as readers see them; the API's JobRead reads a row through these (from_attributes).
+
+    @property
+    def dataset(self) -> dict[str, Any]:
+        """The exact dataset the job trains on: id, name, version and sha256."""
+        return {
+            "id": self.dataset_id,
+            "name": self.dataset_name,
+            "version": self.dataset_version,
+            "sha256": self.dataset_sha256,
+        }
+
+    @property
+    def progress(self) -> dict[str, int]:
+        return {"epoch": self.progress_epoch, "epochs": self.progress_epochs}
+
+    @property
+    def error(self) -> dict[str, Any] | None:
+        if not self.error_type:
+            return None
+        return {"type": self.error_type, "message": self.error_message or "", "reference": self.error_reference}
+
+    @property
+    def artifact(self) -> dict[str, Any] | None:
+        """The weights served: complete, or partial with their epoch; None when there are none."""
+        if not self.artifact_key:
+            return None
+        return {"partial": self.artifact_partial, "epoch": self.artifact_epoch}

@@ -50,7 +50,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=NOT_FOUND)
-def get_job(job_id: str, caller: Reader, session: SessionDep) -> dict[str, Any]:
+def get_job(job_id: str, caller: Reader, session: SessionDep) -> JobRead:
     """A job: its status, progress, normalized spec, and its result once it has succeeded."""
     return jobs.job_read(jobs.get_job(session, caller.tenant_id, job_id))
 
@@ -61,7 +61,7 @@ def get_job(job_id: str, caller: Reader, session: SessionDep) -> dict[str, Any]:
     response_model=JobRead,
     responses={**NOT_FOUND, 409: {"model": ErrorRead, "description": "The job has already finished."}},
 )
-def cancel_job(job_id: str, caller: Writer, session: SessionDep) -> dict[str, Any]:
+def cancel_job(job_id: str, caller: Writer, session: SessionDep) -> JobRead:
     """Cancel a queued job at once, or stop a running one at its next step; what it recorded is kept."""
     return jobs.job_read(jobs.cancel_job(session, caller.tenant_id, job_id))
 

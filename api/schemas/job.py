@@ -450,6 +450,10 @@ class JobResult(BaseModel):
 
 
 class JobRead(BaseModel):
+    """Read from the job row itself (models.job.Job and its grouped properties)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     name: str | None
     status: JobStatus

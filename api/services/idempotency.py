@@ -63,12 +63,12 @@ def run_once(
     scope: str,
     key: str | None,
     request_hash: str,
-    act: Callable[[], dict[str, Any]],
+    act: Callable[[], Any],
 ) -> dict[str, Any]:
     """`act()` once per (tenant, scope, key); its JSON-ready response is kept for repeats. Keys are per
     tenant: another tenant's identical key is another key."""
     if key is None:
-        return act()
+        return dict(jsonable_encoder(act()))
     if not 1 <= len(key) <= 200:
         raise InvalidInput("An Idempotency-Key must have 1 to 200 characters.")
     _expire(session, settings)

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.schemas.job import JobCreate, LayerRead
+from api.schemas.job import JobCreate, JobRead, LayerRead
 from api.services import idempotency, quotas
 from api.services.datasets import resolve_dataset
 from api.services.training_data import TrainingView, check_splits, training_view
@@ -292,36 +292,9 @@ def _layer_dict(layer: LayerStat) -> dict[str, Any]:
 
 def dataset_ref(job: Job) -> dict[str, Any]:
     """The exact dataset a job trained on: id, name, version and sha256."""
-    return {
-        "id": job.dataset_id,
-        "name": job.dataset_name,
-        "version": job.dataset_version,
-        "sha256": job.dataset_sha256,
-    }
+    return job.dataset
 
 
-def job_read(job: Job) -> dict[str, Any]:
-    """The API's view of a job row."""
-    return {
-        "id": job.id,
-        "name": job.name,
-        "status": job.status,
-        "task": job.task,
-        "task_reason": job.task_reason,
-        "spec": job.spec,
-        "dataset": dataset_ref(job),
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "progress": {"epoch": job.progress_epoch, "epochs": job.progress_epochs},
-        "attempts": job.attempts,
-        "result": job.result,
-        "error": {"type": job.error_type, "message": job.error_message or "", "reference": job.error_reference}
-        if job.error_type
-        else None,
-        "artifact": {"partial": job.artifact_partial, "epoch": job.artifact_epoch} if job.artifact_key else None,
-        "schedule_id": job.schedule_id,
-        "scheduled_for": job.scheduled_for,
-        "parent_id": job.parent_id,
-        "warnings": job.warnings or [],
-    }
+def job_read(job: Job) -> JobRead:
+    """The API's view of a job row, read from the row itself."""
+    return JobRead.model_validate(job)

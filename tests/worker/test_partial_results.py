@@ -85,7 +85,7 @@ def assert_partial_at_last_checkpoint(settings: Settings, job: Job) -> int:
     assert tensors.keys() == checkpoint_weights.keys()
     for name, tensor in tensors.items():
         assert torch.equal(tensor, checkpoint_weights[name]), name
-    assert job_read(job)["artifact"] == {"partial": True, "epoch": checkpoint_epoch}
+    assert job_read(job).model_dump()["artifact"] == {"partial": True, "epoch": checkpoint_epoch}
     return checkpoint_epoch
 
 
@@ -146,7 +146,7 @@ def test_a_succeeded_job_records_its_weights_epoch_as_complete(settings: Setting
     job, _ = load(job_id)
     assert job.status == "succeeded" and job.result is not None
     assert (job.artifact_epoch, job.artifact_partial) == (job.result["weights_epoch"], False)
-    assert job_read(job)["artifact"] == {"partial": False, "epoch": 5}
+    assert job_read(job).model_dump()["artifact"] == {"partial": False, "epoch": 5}
     metadata, _ = read_artifact(settings.artifacts_dir / (job.artifact_key or ""))
     assert (metadata["partial"], metadata["epoch"]) == ("false", "5")
 
@@ -212,7 +212,11 @@ def test_an_engine_bug_is_internal_with_a_logged_reference_and_keeps_its_last_we
         f"The service failed while training this job; it has been logged under reference {reference}. "
         "This is not a problem with your data or spec."
     )
-    assert job_read(job)["error"] == {"type": "internal", "message": job.error_message, "reference": reference}
+    assert job_read(job).model_dump()["error"] == {
+        "type": "internal",
+        "message": job.error_message,
+        "reference": reference,
+    }
     logged = [record for record in caplog.records if reference in record.getMessage()]
     assert logged and logged[0].levelno == logging.ERROR and logged[0].exc_info is not None
     assert "KeyError" in caplog.text and "Traceback" in caplog.text
@@ -234,7 +238,7 @@ def test_a_value_error_inside_the_engine_is_not_blamed_on_the_data(
     assert job.error_reference is not None and job.error_reference in (job.error_message or "")
     assert "optimizer" not in (job.error_message or "") and "ValueError" not in (job.error_message or "")
     # Nothing was trained, so there are no weights to keep.
-    assert (job.artifact_key, job_read(job)["artifact"]) == (None, None)
+    assert (job.artifact_key, job_read(job).model_dump()["artifact"]) == (None, None)
 
 
 def test_bad_user_data_is_invalid_data_with_a_sentence_saying_what_to_fix(settings: Settings) -> None:
