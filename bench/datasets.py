@@ -17,7 +17,7 @@
               and the rest, which is the worker loading and preparing the dataset. The worker caches a
               loaded dataset by sha256, so the second job skips the parse and the feature encoding.
 
-Targets (issue 4): the API's RSS grows by less than 150 MiB while it takes a 200 MB CSV; the second
+Targets: the API's RSS grows by less than 150 MiB while it takes a 200 MB CSV; the second
 job reaches its first epoch sooner than the first. One run at a time: the machine's other work shows
 in every figure.
 

@@ -12,7 +12,7 @@
               B's submit and B's start (FIFO would start every queued A job first); also the time one
               look at the queue (models.job_queue.waiting_tenants) takes with the backlog queued
 
-Target (the tenants issue): B waits at most about one job's time (ratio <= ~1-2), whatever A's backlog.
+Target: B waits at most about one job's time (ratio <= ~1-2), whatever A's backlog.
 One run at a time: the machine's other work shows in every figure.
 
     python -m bench.fairness [--backlog 1000] [--warmup 5] [--after 10]

@@ -11,7 +11,7 @@
   serving     a study of 1,000 members (not run): GET /v1/studies/{id}/members, a page of 500 in grid
               order and sorted by score, timed over HTTP
 
-Targets (the studies issue): study >= 3x faster than the K jobs end to end (CPU); the members page in
+Targets: study >= 3x faster than the K jobs end to end (CPU); the members page in
 under 1 s. The machine's other work shows in every figure: run it alone.
 
     python -m bench.studies [--members 16] [--epochs 3] [--rows 4000] [--batch 256]

@@ -234,7 +234,7 @@ def test_long_running_services_wait_for_migrate_and_redis(services: dict[str, di
 
 @pytest.mark.parametrize("name", LONG_RUNNING_APP_SERVICES)
 def test_long_running_services_are_restarted_when_they_die(services: dict[str, dict[str, Any]], name: str) -> None:
-    # DESIGN.md section 2: a dead worker or scheduler is restarted, by compose in production.
+    # A dead worker or scheduler is restarted: by `regtrain up` here, by compose in production.
     assert services[name]["restart"] in RESTARTING_POLICIES
 
 

@@ -26,7 +26,7 @@ DOCS_PATHS = (
     "/static/docs/favicon.png",
 )
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-# Where the lead looks at what /docs showed after "Execute" (the test's own copy is under tmp_path).
+# Where a person can look at what /docs showed after "Execute" (the test's own copy is under tmp_path).
 SHARED_SCREENSHOT = Path("/tmp/regtrain-docs.png")
 
 

@@ -6,7 +6,7 @@ Two families, each equal to scikit-learn on the same data (the tests check it ag
 
       1/(2n) ||y - X w - b||^2 + alpha * l1_ratio * ||w||_1 + alpha * (1 - l1_ratio) / 2 * ||w||^2
 
-  which is this project's objective (DESIGN.md section 3) with the regression loss (1/2)(y - y_hat)^2
+  which is this project's objective (README, "The objective") with the regression loss (1/2)(y - y_hat)^2
   averaged over the n rows, ``l1 = alpha * l1_ratio`` and ``l2 = alpha * (1 - l1_ratio)``. The
   intercept b is not penalized: X and y are centered on the rows being fitted and
   ``b = mean(y) - mean(X) @ w``. ``enet_path`` equals ``sklearn.linear_model.enet_path`` (on centered

@@ -1,4 +1,4 @@
-"""Per-tensor weight statistics, as defined in REGULARIZATION.md, computed on the tensors' device in
+"""Per-tensor weight statistics, as the README defines them, computed on the tensors' device in
 float64 with one host transfer per call."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The regularizers mean what DESIGN.md section 3 and REGULARIZATION.md say: exact zeros from proximal
+"""The regularizers mean what the README's objective says: exact zeros from proximal
 L1, scikit-learn's ElasticNet and LogisticRegression at convergence, torch's coupled and decoupled
 weight decay, max-norm, and `exclude`."""
 

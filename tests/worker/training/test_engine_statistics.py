@@ -1,5 +1,5 @@
 """Every weight statistic the engine reports can be recomputed from the weights it serves
-(REGULARIZATION.md, "Weight statistics, defined")."""
+(the README's "What is recorded")."""
 
 from __future__ import annotations
 

@@ -22,7 +22,8 @@ from worker.training.config import (
 )
 from worker.training.stacked import MemberOutcome, StudyRecorder, group_by_shape, train_stacked
 
-# float32, a few hundred steps: REGULARIZATION.md measured <= 5e-5 after 300 steps.
+# float32, a few hundred steps: stacked and one-at-a-time training differ by summation order only
+# (measured <= 5e-5 after 300 steps on small MLPs).
 TOLERANCE = 1e-4
 
 
