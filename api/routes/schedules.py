@@ -65,7 +65,7 @@ def delete_schedule(schedule_id: str, caller: Writer, session: SessionDep) -> No
         429: {"model": ErrorRead, "description": "Too many jobs are queued; retry later (see Retry-After)."},
     },
 )
-def trigger(schedule_id: str, caller: Writer, session: SessionDep, settings: SettingsDep) -> dict[str, Any] | JobRead:
+def trigger(schedule_id: str, caller: Writer, session: SessionDep, settings: SettingsDep) -> JobRead | StudyRead:
     """Run the schedule's job (or study) now, outside its calendar."""
     made = schedules.trigger(session, settings, caller.tenant_id, schedule_id, schedules.now())
     return studies.study_read(session, made) if made.kind == "study" else job_read(made)

@@ -30,10 +30,10 @@ def create_study(
     session: SessionDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyDep = None,
-) -> dict[str, Any]:
+) -> StudyRead:
     """Submit a study: a base job with a grid and/or variants, cross-validated and trained together, and a
     selection rule (min or glmnet's 1-SE), optionally refit as an ordinary job."""
-    return studies.submit(session, settings, caller.tenant_id, body, idempotency_key)
+    return StudyRead.model_validate(studies.submit(session, settings, caller.tenant_id, body, idempotency_key))
 
 
 @router.get("", response_model=StudyPage)
@@ -43,19 +43,15 @@ def list_studies(
     status: Annotated[JobStatusName | None, Query(description="Only studies in this status.")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
-) -> dict[str, Any]:
+) -> StudyPage:
     """List studies, newest first."""
     rows, total = jobs.list_jobs(session, caller.tenant_id, status, limit, offset, kind="study")
-    return {
-        "items": [studies.study_read(session, row) for row in rows],
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-    }
+    items = [studies.study_read(session, row) for row in rows]
+    return StudyPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{study_id}", response_model=StudyRead, responses=NOT_FOUND)
-def get_study(study_id: str, caller: Reader, session: SessionDep) -> dict[str, Any]:
+def get_study(study_id: str, caller: Reader, session: SessionDep) -> StudyRead:
     """A study: status, progress, the best and 1-SE members with their scores, the refit job."""
     return studies.study_read(session, studies.get_study(session, caller.tenant_id, study_id))
 
@@ -66,7 +62,7 @@ def get_study(study_id: str, caller: Reader, session: SessionDep) -> dict[str, A
     response_model=StudyRead,
     responses={**NOT_FOUND, 409: {"model": ErrorRead, "description": "The study has already finished."}},
 )
-def cancel_study(study_id: str, caller: Writer, session: SessionDep) -> dict[str, Any]:
+def cancel_study(study_id: str, caller: Writer, session: SessionDep) -> StudyRead:
     """Cancel a queued study at once, or stop a running one at its next step; finished members are kept."""
     return studies.study_read(session, jobs.cancel_job(session, caller.tenant_id, study_id, kind="study"))
 
@@ -81,11 +77,12 @@ def list_members(
     ] = "position",
     limit: Limit = 50,
     offset: Offset = 0,
-) -> dict[str, Any]:
+) -> MemberPage:
     """A study's members: parameters, variant, mean and standard error of the selection metric, per-fold
     scores, training score, nonzero weights, epochs, final and best-epoch scores."""
     rows, total = studies.list_members(session, caller.tenant_id, study_id, limit, offset, sort)
-    return {"items": [studies.member_read(m) for m in rows], "total": total, "limit": limit, "offset": offset}
+    items = [studies.member_read(m) for m in rows]
+    return MemberPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get(
@@ -93,6 +90,6 @@ def list_members(
     response_model=PathRead,
     responses={**NOT_FOUND, 409: {"model": ErrorRead, "description": "The study has not finished yet."}},
 )
-def get_path(study_id: str, caller: Reader, session: SessionDep) -> dict[str, Any]:
+def get_path(study_id: str, caller: Reader, session: SessionDep) -> PathRead:
     """Coefficients against the penalty, per l1_ratio, for linear members solved along a path."""
     return studies.study_path(session, caller.tenant_id, study_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from api.schemas.common import Page, StrictModel
 from api.schemas.job import DatasetRef, JobCreate, JobError
@@ -163,11 +163,17 @@ class StudyPage(Page[StudyRead]):
 
 
 class MemberRead(BaseModel):
+    """Read from the study_member row itself."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     position: int
     variant: str | None
     params: dict[str, Any] = Field(description="The grid point: dotted spec path -> value.")
     spec: dict[str, Any] = Field(description="The member's normalized job spec.")
-    mean: float | None
+    mean: float | None = Field(
+        description="Mean of the selection metric over the folds.", validation_alias=AliasChoices("mean", "mean_score")
+    )
     standard_error: float | None
     fold_scores: list[float | None] = Field(description="The selection metric on each held-out fold.")
     train_score: float | None = Field(description="The selection metric on the training rows.")

@@ -22,7 +22,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.schemas.job import JobCreate
-from api.schemas.study import LOWER_IS_BETTER, PATH_PARAMETERS, SearchAxis, StudyCreate
+from api.schemas.study import (
+    LOWER_IS_BETTER,
+    PATH_PARAMETERS,
+    MemberRead,
+    PathRead,
+    SearchAxis,
+    StudyCreate,
+    StudyRead,
+)
 from api.services import idempotency
 from api.services.datasets import resolve_dataset
 from api.services.jobs import admit, build_job, create_job, dataset_ref, get_job
@@ -315,26 +323,11 @@ def list_members(
     return list(session.scalars(query.limit(limit).offset(offset))), total
 
 
-def member_read(member: StudyMember) -> dict[str, Any]:
-    return {
-        "position": member.position,
-        "variant": member.variant,
-        "params": member.params,
-        "spec": member.spec,
-        "mean": member.mean_score,
-        "standard_error": member.standard_error,
-        "fold_scores": member.fold_scores,
-        "train_score": member.train_score,
-        "nonzero": member.nonzero,
-        "zero_fraction": member.zero_fraction,
-        "epochs": member.epochs,
-        "best_epoch": member.best_epoch,
-        "final_scores": member.final_scores,
-        "best_scores": member.best_scores,
-    }
+def member_read(member: StudyMember) -> MemberRead:
+    return MemberRead.model_validate(member)
 
 
-def study_path(session: Session, tenant_id: str, study_id: str) -> dict[str, Any]:
+def study_path(session: Session, tenant_id: str, study_id: str) -> PathRead:
     study = get_study(session, tenant_id, study_id)
     path = (study.result or {}).get("path")
     if path is None:
@@ -344,38 +337,44 @@ def study_path(session: Session, tenant_id: str, study_id: str) -> dict[str, Any
             f"Study {study_id} has no coefficient path: paths exist for linear regression members solved along a "
             "penalty grid."
         )
-    return dict(path)
+    return PathRead.model_validate(path)
 
 
-def study_read(session: Session, study: Job) -> dict[str, Any]:
+def study_read(session: Session, study: Job) -> StudyRead:
     result = study.result or {}
     refit = session.scalar(select(Job.id).where(Job.study_id == study.id))
     spec = study.spec
     members = session.scalar(select(func.count()).select_from(StudyMember).where(StudyMember.study_id == study.id))
-    return {
-        "id": study.id,
-        "name": study.name,
-        "status": study.status,
-        "task": study.task,
-        "spec": spec,
-        "dataset": dataset_ref(study),
-        "members": members or 0,
-        "metric": spec["select"]["metric"],
-        "rule": spec["select"]["rule"],
-        "progress": {"fits": study.progress_epoch, "total": study.progress_epochs},
-        "best": result.get("best"),
-        "one_se": result.get("one_se"),
-        "selected": result.get("selected"),
-        "test": result.get("test"),
-        "refit_job_id": refit,
-        "refit_error": result.get("refit_error"),
-        "created_at": study.created_at,
-        "started_at": study.started_at,
-        "finished_at": study.finished_at,
-        "error": {"type": study.error_type, "message": study.error_message or "", "reference": study.error_reference}
-        if study.error_type
-        else None,
-    }
+    return StudyRead.model_validate(
+        {
+            "id": study.id,
+            "name": study.name,
+            "status": study.status,
+            "task": study.task,
+            "spec": spec,
+            "dataset": dataset_ref(study),
+            "members": members or 0,
+            "metric": spec["select"]["metric"],
+            "rule": spec["select"]["rule"],
+            "progress": {"fits": study.progress_epoch, "total": study.progress_epochs},
+            "best": result.get("best"),
+            "one_se": result.get("one_se"),
+            "selected": result.get("selected"),
+            "test": result.get("test"),
+            "refit_job_id": refit,
+            "refit_error": result.get("refit_error"),
+            "created_at": study.created_at,
+            "started_at": study.started_at,
+            "finished_at": study.finished_at,
+            "error": {
+                "type": study.error_type,
+                "message": study.error_message or "",
+                "reference": study.error_reference,
+            }
+            if study.error_type
+            else None,
+        }
+    )
 
 
 def create_pending_refits(session: Session, settings: Settings) -> list[str]:

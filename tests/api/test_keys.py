@@ -276,8 +276,8 @@ def test_the_first_start_without_admin_key_writes_one_to_the_home(
             second = ensure_admin_key(session, settings)
             assert not second.created and second.written_to is None
             assert session.scalar(select(func.count()).select_from(ApiKey)) == 1
-        with TestClient(create_app()):  # a second start
-            pass
+        with TestClient(create_app()) as restarted:  # a second start
+            assert restarted.get("/healthz").status_code == 200
         with get_session_factory()() as session:
             assert session.scalar(select(func.count()).select_from(ApiKey)) == 1
         assert path.read_text().strip() == key, "a second start keeps the file"

@@ -71,6 +71,24 @@ class Progress:
     seconds: dict[str, float] = field(default_factory=lambda: {"steps": 0.0, "evaluation": 0.0, "reporting": 0.0})
 
 
+def weight_totals(totals: dict[str, Any]) -> WeightTotals:
+    """The result's totals over the penalized tensors, from the statistics' totals."""
+    return WeightTotals(
+        count=int(totals["count"]),
+        l1_norm=totals["l1_norm"],
+        l2_norm=totals["l2_norm"],
+        zero_fraction=totals["zero_fraction"],
+        near_zero_fraction=totals["near_zero_fraction"],
+    )
+
+
+def penalized_tensors(reg: Regularizer) -> list[PenalizedTensor]:
+    return [
+        PenalizedTensor(name=name, l1=reg.cfg.l1, l2=reg.cfg.l2, weight_decay=reg.cfg.weight_decay)
+        for name, _ in reg.penalized
+    ]
+
+
 def resolve_device(requested: str) -> torch.device:
     if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
@@ -351,17 +369,8 @@ def train(
         weights_epoch=weights_epoch,
         train=TrainMetrics(**final(train_split), l1_penalty=l1_term, l2_penalty=l2_term),
         validation=SplitMetrics(**final(val_split)) if val_split is not None else None,
-        weights=WeightTotals(
-            count=int(totals["count"]),
-            l1_norm=totals["l1_norm"],
-            l2_norm=totals["l2_norm"],
-            zero_fraction=totals["zero_fraction"],
-            near_zero_fraction=totals["near_zero_fraction"],
-        ),
-        penalized=[
-            PenalizedTensor(name=name, l1=reg.cfg.l1, l2=reg.cfg.l2, weight_decay=reg.cfg.weight_decay)
-            for name, _ in reg.penalized
-        ],
+        weights=weight_totals(totals),
+        penalized=penalized_tensors(reg),
         device=device.type,
         seconds=time.perf_counter() - started,
         samples_per_second=(epochs_run - first_epoch + 1) * n_train / steps_seconds if steps_seconds > 0 else 0.0,

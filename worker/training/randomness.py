@@ -5,7 +5,7 @@ A job's draws, and where they come from (`seed` is training.seed, `member` the r
 study, 0 for a plain job):
   split             numpy default_rng(seed)                                  (data.split_indices)
   initial weights   torch.Generator().manual_seed(seed), PyTorch's default init distributions drawn
-                    in construction order: the same weights the old `torch.manual_seed(seed)` gave
+                    in construction order (the same weights as seeding the global RNG once gave)
   batch order       epoch_generator(seed, epoch): SeedSequence([seed, epoch])  (engine.py)
   loss sample       torch.Generator().manual_seed(seed)                      (engine.loss_sample)
   dropout masks     one generator per run, SeedSequence(seed, spawn_key=(DROPOUT_STREAM, member)),

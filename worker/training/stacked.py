@@ -56,20 +56,20 @@ from worker.training.engine import (
     evaluate,
     evaluate_fully,
     loss_sample,
+    penalized_tensors,
     resolve_device,
     train,
+    weight_totals,
 )
 from worker.training.networks import ACTIVATIONS, build_network
 from worker.training.randomness import dropout_generator, init_generator
 from worker.training.regularization import Regularizer, is_excluded
 from worker.training.reporting import EpochReport
 from worker.training.results import (
-    PenalizedTensor,
     SplitMetrics,
     TrainingResult,
     TrainingTiming,
     TrainMetrics,
-    WeightTotals,
 )
 from worker.training.statistics import NEAR_ZERO, WeightStatistics
 
@@ -718,17 +718,8 @@ class _StackedRun:
             validation=SplitMetrics(**final("validation", prepared.validation))
             if prepared.validation is not None
             else None,
-            weights=WeightTotals(
-                count=int(totals["count"]),
-                l1_norm=totals["l1_norm"],
-                l2_norm=totals["l2_norm"],
-                zero_fraction=totals["zero_fraction"],
-                near_zero_fraction=totals["near_zero_fraction"],
-            ),
-            penalized=[
-                PenalizedTensor(name=name, l1=reg.cfg.l1, l2=reg.cfg.l2, weight_decay=reg.cfg.weight_decay)
-                for name, _ in reg.penalized
-            ],
+            weights=weight_totals(totals),
+            penalized=penalized_tensors(reg),
             device=self.device.type,
             seconds=time.perf_counter() - self.started,
             samples_per_second=member.epochs_run * len(prepared.train) / steps_seconds if steps_seconds > 0 else 0.0,
