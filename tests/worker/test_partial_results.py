@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,19 +15,16 @@ import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
-from sqlalchemy import select
 
-from api.schemas.job import JobCreate
-from api.services.jobs import create_job, job_read
-from core.builtins import BUILTINS
+from api.services.jobs import job_read
 from core.db import get_session_factory
-from core.settings import Settings, get_settings
-from models import EpochMetric, Job, JobStatus, transition
-from tests.support.app import configure, default_tenant_id, release
+from core.settings import Settings
+from models import Job, JobStatus, transition
+from tests.support.jobs import load, submit
 from tests.support.servers import wait_until
 from worker import runner
 from worker.artifacts import write_partial_artifact
-from worker.datasets import LoadedData, load_dataset
+from worker.datasets import LoadedData
 from worker.training import ArrayDataset, TrainConfig, engine
 from worker.training.checkpoint import Checkpoint, load_checkpoint_weights, save_checkpoint
 from worker.training.config import ModelConfig, TrainingConfig
@@ -42,28 +39,6 @@ SHORT: dict[str, Any] = {
     "model": {"type": "linear"},
     "training": {"epochs": 5, "batch_size": 16},
 }
-
-
-@pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    configured = configure(tmp_path, monkeypatch, job_time_limit_seconds="120")
-    load_dataset("builtin:digits", BUILTINS["digits"].sha256, "target")
-    yield configured
-    runner.SHUTTING_DOWN.clear()
-    release()
-
-
-def submit(body: dict[str, object]) -> str:
-    with get_session_factory()() as session:
-        return create_job(session, get_settings(), default_tenant_id(session), JobCreate.model_validate(body)).id
-
-
-def load(job_id: str) -> tuple[Job, list[int]]:
-    with get_session_factory()() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        epochs = list(session.scalars(select(EpochMetric.epoch).where(EpochMetric.job_id == job_id)))
-        return job, epochs
 
 
 def checkpoint_of(settings: Settings, job_id: str) -> Path:
@@ -122,7 +97,8 @@ def test_a_timed_out_job_serves_its_last_checkpoint_as_partial(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(settings, "job_time_limit_seconds", 2)
-    job_id = submit({**LONG, "training": {**LONG["training"], "batch_size": 128}})
+    # So many short epochs that no machine finishes them within the limit.
+    job_id = submit({**LONG, "training": {**LONG["training"], "batch_size": 128, "epochs": 5000}})
     runner.run_job(job_id)
     job, epochs = load(job_id)
     assert (job.status, job.error_type, job.error_reference) == ("failed", "timeout", None)
