@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# `regtrain up` migrates the database before it starts the API and the worker.
+# `regtrain up` migrates the database before it starts the API and the worker. The command lives in
+# .venv/bin, which is not on the user's PATH: the hint says how to reach it from another terminal.
 up: install
+	@echo 'regtrain: to use the regtrain command in another terminal, run there, in $(CURDIR):'
+	@echo '  source $(BIN)/activate    (or: export PATH="$(CURDIR)/$(BIN):$$PATH")'
 	$(BIN)/regtrain up
 
 lint: install

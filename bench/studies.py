@@ -20,26 +20,13 @@ under 1 s. The machine's other work shows in every figure: run it alone.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-ADMIN_KEY = "rt_bench-admin-key-0123456789abcdefghijklmnopqrstuv"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from bench.stack import running
 
 
 def wait(client: httpx.Client, path: str, done: set[str], timeout: float) -> dict[str, Any]:
@@ -60,49 +47,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="regtrain-bench-studies-"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGTRAIN_")}
-    env.update(
-        REGTRAIN_HOME=str(home),
-        REGTRAIN_PORT=str(port),
-        REGTRAIN_LOG_LEVEL="warning",
-        REGTRAIN_ADMIN_KEY=ADMIN_KEY,
-        PYTHONUNBUFFERED="1",
-    )
-    subprocess.run([sys.executable, "-m", "cli.main", "migrate"], env=env, check=True, capture_output=True)
-    processes = []
-    for role in ("api", "worker"):
-        log = (home / f"{role}.log").open("ab")
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "cli.main", role],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        )
-    client = httpx.Client(
-        base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=60
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if client.get("/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the API did not start")
-            time.sleep(0.2)
+    with running() as client:
         run(client, args)
-    finally:
-        for process in processes:
-            os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            process.wait(timeout=60)
 
 
 def run(client: httpx.Client, args: argparse.Namespace) -> None:

@@ -2,9 +2,18 @@
 
 from models.base import Base
 from models.dataset import Dataset
+from models.event import JobEvent
 from models.idempotency import IdempotencyKey
 from models.job import Job
-from models.job_state import ALLOWED_TRANSITIONS, TERMINAL_STATUSES, JobStatus, transition, update_running
+from models.job_state import (
+    ALLOWED_TRANSITIONS,
+    TERMINAL_STATUSES,
+    JobStatus,
+    record_event,
+    status_event,
+    transition,
+    update_running,
+)
 from models.metrics import EpochMetric, LayerStat
 from models.schedule import Schedule, ScheduleRun
 from models.study import StudyMember
@@ -20,12 +29,15 @@ __all__ = [
     "EpochMetric",
     "IdempotencyKey",
     "Job",
+    "JobEvent",
     "JobStatus",
     "LayerStat",
     "Schedule",
     "ScheduleRun",
     "StudyMember",
     "Tenant",
+    "record_event",
+    "status_event",
     "transition",
     "update_running",
 ]

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
+from models.event import JobEvent
 from models.job import Job
 from models.job_status import JobStatus
 
@@ -18,7 +19,9 @@ __all__ = [
     "TERMINAL_STATUSES",
     "IllegalTransition",
     "JobStatus",
+    "record_event",
     "record_partial_artifact",
+    "status_event",
     "transition",
     "update_running",
 ]
@@ -52,7 +55,8 @@ def transition(
     """Move a job to `to` if its current status allows it (and, when given, it is in `source` and
     its current attempt is `attempt`). Returns the updated row, or None when the job was not in a
     state that allows the move: the caller lost the race and must not act as if it had won.
-    Entering `running` counts a new attempt; entering a terminal status stamps finished_at."""
+    Entering `running` counts a new attempt; entering a terminal status stamps finished_at. The change
+    is recorded as a status event in the same transaction."""
     sources = [status for status, targets in ALLOWED_TRANSITIONS.items() if to in targets]
     if source is not None:
         if source not in sources:
@@ -68,9 +72,24 @@ def transition(
     if attempt is not None:
         statement = statement.where(Job.attempts == attempt)
     row = session.execute(
-        statement.values(**changes).returning(Job).execution_options(synchronize_session=False)
+        # populate_existing: a Job already in the session gets the updated columns (status, attempts), so the
+        # caller and the status event see the row as it now is.
+        statement.values(**changes).returning(Job).execution_options(synchronize_session=False, populate_existing=True)
     ).scalar_one_or_none()
+    if row is not None:
+        record_event(session, job_id, "status", status_event(row))
     return row
+
+
+def status_event(job: Job) -> dict[str, Any]:
+    """What a status event tells: the status, the attempt, when, and the error of a failed job."""
+    error = {"type": job.error_type, "message": job.error_message or ""} if job.error_type else None
+    return {"status": JobStatus(job.status).value, "attempt": job.attempts, "at": utcnow().isoformat(), "error": error}
+
+
+def record_event(session: Session, job_id: str, kind: str, data: dict[str, Any]) -> None:
+    """Adds an event to a job's stream, inside the caller's transaction."""
+    session.execute(insert(JobEvent).values(job_id=job_id, kind=kind, data=data, created_at=utcnow()))
 
 
 def update_running(session: Session, job_id: str, attempt: int, **values: Any) -> bool:

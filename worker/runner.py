@@ -9,7 +9,11 @@ keeping its checkpoint).
 A job that ends without success (canceled, timed out, diverged, bad data, an internal fault) keeps the
 weights of its last finite checkpoint as a partial artifact. Its error says whose fault it was: the
 user's data (`invalid_data`: only InvalidData and DatasetUnavailable) or the service's (`internal`,
-with the reference its traceback was logged under)."""
+with the reference its traceback was logged under; an object missing from the store is one).
+
+The job's checkpoint, dataset and artifact go through the store (worker/storage.py): an attempt starts
+from the store's checkpoint, so any worker host resumes any job. A store that stays unreachable hands
+the job back to the queue, as a shutdown does; it is not failed."""
 
 from __future__ import annotations
 
@@ -29,12 +33,15 @@ from sqlalchemy.orm import Session
 
 from core.celery_app import enqueue_job
 from core.db import session_scope
+from core.errors import ObjectMissing, StoreUnavailable
 from core.settings import get_settings
-from models import EpochMetric, Job, JobStatus, LayerStat, job_queue, transition, update_running
+from core.storage import artifact_object_key, get_store
+from models import EpochMetric, Job, JobStatus, LayerStat, job_queue, record_event, transition, update_running
 from models.base import utcnow
 from models.job_state import record_partial_artifact
 from worker.artifacts import write_artifact, write_partial_artifact
 from worker.datasets import DatasetUnavailable, LoadedData, load_dataset
+from worker.storage import CheckpointSync, put_when_written
 from worker.training import Canceled, Diverged, EpochReport, InvalidData, TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -149,6 +156,7 @@ class DatabaseReporter:
                 )
                 if report.layers is not None:
                     self._insert_layers(session, report.epoch, report.layers)
+                record_event(session, self.job_id, "epoch", epoch_event(report))
 
         retrying(write)
 
@@ -171,6 +179,32 @@ class DatabaseReporter:
         session.execute(insert(LayerStat), rows)
 
 
+def epoch_event(report: EpochReport) -> dict[str, Any]:
+    """An epoch's event: the numbers of its GET /metrics entry, how many epochs are planned, and when it
+    was recorded."""
+    validation, totals = report.validation or {}, report.totals
+    return _finite(
+        {
+            "epoch": report.epoch,
+            "total_epochs": report.epochs,
+            "train_data_loss": report.train_data_loss,
+            "l1_penalty": report.l1_penalty,
+            "l2_penalty": report.l2_penalty,
+            "val_data_loss": validation.get("data_loss"),
+            "val_accuracy": validation.get("accuracy"),
+            "val_r2": validation.get("r2"),
+            "val_rmse": validation.get("rmse"),
+            "l1_norm": totals["l1_norm"],
+            "l2_norm": totals["l2_norm"],
+            "zero_fraction": totals["zero_fraction"],
+            "near_zero_fraction": totals["near_zero_fraction"],
+            "lr": report.lr,
+            "seconds": report.seconds,
+            "at": utcnow().isoformat(),
+        }
+    )
+
+
 def _finite(value: Any) -> Any:
     """JSON has no NaN: a non-finite number in a result is stored as null."""
     if isinstance(value, float):
@@ -190,12 +224,26 @@ def _finish(job_id: str, attempt: int, to: JobStatus, **values: Any) -> Job | No
     return retrying(write)
 
 
-def _hand_back(job_id: str, attempt: int) -> None:
-    """The worker is shutting down: the job goes back to the queue now, not after a lease expires."""
+def _hand_back(job_id: str, attempt: int, why: str = "the worker is shutting down") -> None:
+    """The job goes back to the queue now, not after a lease expires, without spending an attempt: the
+    worker is shutting down, or the store stayed unreachable."""
     job = _finish(job_id, attempt, JobStatus.QUEUED, requeues=Job.requeues + 1, enqueued_at=utcnow(), heartbeat_at=None)
     if job is not None:
         enqueue_job(job_id, job.queue)
-        log.info("job %s handed back to queue %s at shutdown", job_id, job.queue)
+        log.info("job %s handed back to queue %s: %s", job_id, job.queue, why)
+
+
+def missing_object_error(job_id: str, exc: ObjectMissing) -> dict[str, Any]:
+    """The job's error when something the database points at is not in the store: the service's fault
+    (an operator's to restore), not the user's data."""
+    reference = str(uuid.uuid4())
+    log.error("job %s: %s (reference %s)", job_id, exc.detail, reference)
+    return {
+        "error_type": "internal",
+        "error_message": f"{exc.detail} This is not a problem with your data or spec; it has been logged under "
+        f"reference {reference}.",
+        "error_reference": reference,
+    }
 
 
 def run_job(job_id: str, load: Callable[[str, str, str, list[str] | None], LoadedData] = load_dataset) -> None:
@@ -250,24 +298,38 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
     job_id, attempt, spec, task = claimed.job_id, claimed.attempt, claimed.spec, claimed.task
     dataset_id, sha256 = claimed.dataset_id, claimed.sha256
     settings = get_settings()
-    checkpoint = settings.artifacts_dir / "checkpoints" / f"{job_id}.safetensors"
+    store = get_store(settings)
     data: LoadedData | None = None
     config: TrainConfig | None = None
     with Lease(job_id, attempt, settings.job_time_limit_seconds) as lease:
+        checkpoint = CheckpointSync(store, settings, job_id, owned=lambda: not lease.lost.is_set())
+
+        def stopping() -> bool:
+            return lease.stop_reason() is not None
 
         def keep_partial() -> dict[str, Any]:
-            return _write_partial(claimed, checkpoint, data, config)
+            return _write_partial(claimed, checkpoint.path, data, config)
 
         try:
+            checkpoint.fetch(give_up=stopping)
             data = load(dataset_id, sha256, spec["target"] or "target", spec.get("features"))
             config = TrainConfig.from_spec(spec, task)  # type: ignore[arg-type]
-            outcome = train(config, data.arrays, DatabaseReporter(job_id, lease), checkpoint_path=checkpoint)
+            outcome = train(
+                config,
+                data.arrays,
+                DatabaseReporter(job_id, lease),
+                checkpoint_path=checkpoint.path,
+                on_checkpoint=checkpoint.written,
+            )
             artifact_key = f"{job_id}.safetensors"
-            write_artifact(settings.artifacts_dir / artifact_key, outcome, spec, task, data.layout)
+            with put_when_written(store, artifact_object_key(artifact_key), give_up=stopping) as path:
+                write_artifact(path, outcome, spec, task, data.layout)
         except Canceled as stop:
             reason = lease.stop_reason()
             if reason == "shutdown":
-                # No partial artifact: the job resumes from its checkpoint and finishes elsewhere.
+                # No partial artifact: the job resumes from its checkpoint and finishes elsewhere; the
+                # store gets that checkpoint before the job is queued again.
+                checkpoint.finish()
                 _hand_back(job_id, attempt)
             elif reason == "timeout":
                 _fail(
@@ -290,6 +352,14 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
         except (InvalidData, DatasetUnavailable) as exc:
             _fail(claimed, keep_partial(), error_type="invalid_data", error_message=str(exc))
             return
+        except StoreUnavailable as exc:
+            log.warning("job %s: the store stayed unavailable (%s)", job_id, exc.detail)
+            checkpoint.finish()
+            _hand_back(job_id, attempt, "the store is unavailable")
+            return
+        except ObjectMissing as exc:
+            _fail(claimed, keep_partial(), **missing_object_error(job_id, exc))
+            return
         except Exception:
             # Not the user's data: the service's own fault. The traceback goes to the log only, under a
             # reference the job shows, so that an operator can find it and the user is not blamed.
@@ -304,6 +374,8 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
                 error_reference=reference,
             )
             return
+        finally:
+            checkpoint.finish()
 
     result = _finite(outcome.result.to_json())
     done = _finish(
@@ -331,9 +403,11 @@ def _write_partial(
         return {}
     key = f"{claimed.job_id}.partial-{claimed.attempt}.safetensors"
     try:
-        epoch = write_partial_artifact(
-            get_settings().artifacts_dir / key, checkpoint, data.arrays, config, claimed.spec, claimed.task, data.layout
-        )
+        # One try (the store's client retries briefly itself): the job's outcome must not wait on it.
+        with put_when_written(get_store(get_settings()), artifact_object_key(key), retry=False) as path:
+            epoch = write_partial_artifact(
+                path, checkpoint, data.arrays, config, claimed.spec, claimed.task, data.layout
+            )
     except Exception:
         log.warning("could not keep the partial weights of job %s", claimed.job_id, exc_info=True)
         return {}
@@ -345,7 +419,12 @@ def _write_partial(
 
 def _discard_partial(claimed: ClaimedJob, partial: dict[str, Any]) -> None:
     if partial:
-        (get_settings().artifacts_dir / partial["artifact_key"]).unlink(missing_ok=True)
+        try:
+            get_store(get_settings()).delete(artifact_object_key(partial["artifact_key"]))
+        except StoreUnavailable:
+            log.warning(
+                "job %s: its unused partial weights %s stay in the store", claimed.job_id, partial["artifact_key"]
+            )
 
 
 def _record_partial(claimed: ClaimedJob, partial: dict[str, Any]) -> None:

@@ -31,14 +31,16 @@ import numpy as np
 from sqlalchemy import select, update
 
 from core.db import session_scope
-from models import JobStatus, StudyMember, update_running
+from core.errors import ObjectMissing, StoreUnavailable
+from models import JobStatus, StudyMember, record_event, update_running
 from models.base import utcnow
 from worker.datasets import DatasetUnavailable, LoadedData
 from worker.training import Canceled, InvalidData, TrainConfig
 from worker.training.config import Task
 from worker.training.data import ArrayDataset, encode_labels, handle_missing, split_indices
 from worker.training.folds import kfold, stratified_kfold
-from worker.training.paths import alpha_grid, enet_path
+from worker.training.metrics import classification_metrics
+from worker.training.paths import alpha_grid, enet_path, logistic_l2_path
 from worker.training.selection import select as select_member
 from worker.training.selection import standard_errors
 from worker.training.stacked import train_stacked
@@ -74,16 +76,20 @@ class Rows:
 
 
 def is_path_member(spec: dict[str, Any], task: str) -> bool:
-    """Convex linear regression with only l1/l2: solved exactly along a path, not trained."""
+    """A convex linear member, solved to its optimum along a warm-started path instead of trained:
+    regression with only l1/l2 (coordinate descent, scikit-learn's enet_path), or logistic/softmax
+    regression with only l2 > 0 (Newton's method, scikit-learn's LogisticRegression at C = 1/(n * l2))."""
     regularization = spec["regularization"]
-    return (
-        task == "regression"
-        and spec["model"]["type"] == "linear"
+    convex = (
+        spec["model"]["type"] == "linear"
         and regularization["weight_decay"] == 0
         and regularization["max_norm"] is None
-        and regularization["l1_method"] == "proximal"
         and spec["training"]["class_weight"] is None
     )
+    if task == "regression":
+        return convex and regularization["l1_method"] == "proximal"
+    # Without a penalty, separable classes have no optimum to solve for: such members are trained.
+    return convex and regularization["l1"] == 0 and regularization["l2"] > 0
 
 
 def plan_rows(data: ArrayDataset, task: str, spec: dict[str, Any]) -> Rows:
@@ -220,11 +226,20 @@ def _set(spec: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def solve_path_fold(
-    members: list[Member], X: np.ndarray, y: np.ndarray, train: np.ndarray, held_out: np.ndarray, standardize: bool
+    members: list[Member],
+    X: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    held_out: np.ndarray,
+    standardize: bool,
+    task: str = "regression",
 ) -> dict[int, dict[str, Any]]:
-    """Every path member on one fold: one warm-started path per l1_ratio, largest penalty first."""
+    """Every path member on one fold: one warm-started path per l1_ratio (regression) or one along l2
+    (classification), largest penalty first."""
     mean, scale = _standardize(X, train, standardize)
     X_train, X_held = (X[train] - mean) / scale, (X[held_out] - mean) / scale
+    if task == "classification":
+        return _solve_logistic_fold(members, X_train, X_held, y, train, held_out)
     by_ratio: dict[float, list[Member]] = {}
     for member in members:
         by_ratio.setdefault(_l1_ratio(member.spec), []).append(member)
@@ -243,6 +258,39 @@ def solve_path_fold(
                 "nonzero": int(np.count_nonzero(w)),
                 "zero_fraction": float(np.mean(w == 0)) if w.size else 0.0,
             }
+    return out
+
+
+def _solve_logistic_fold(
+    members: list[Member],
+    X_train: np.ndarray,
+    X_held: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    held_out: np.ndarray,
+) -> dict[int, dict[str, Any]]:
+    """L2 logistic (two classes) or softmax regression at each member's l2 on one fold. The objective's
+    mean cross-entropy + (l2/2)|W|^2 is scikit-learn's C * sum + |W|^2/2 divided by n*C, so l2 is
+    C = 1/(n_train * l2); every class of the data keeps its output even when the fold lacks it."""
+    classes = np.unique(y)
+    l2s = np.array(sorted({float(m.spec["regularization"]["l2"]) for m in members}, reverse=True))
+    path = logistic_l2_path(X_train, y[train], 1.0 / (len(train) * l2s), classes=classes)
+    column = {float(l2): k for k, l2 in enumerate(l2s)}
+    out: dict[int, dict[str, Any]] = {}
+    for member in members:
+        k = column[float(member.spec["regularization"]["l2"])]
+        W, b = path.coefs[k], path.intercepts[k]
+
+        def scores(X_part: np.ndarray, rows: np.ndarray, W: np.ndarray = W, b: np.ndarray = b) -> dict[str, Any]:
+            measured = classification_metrics(X_part @ W.T + b, y[rows], len(classes))
+            return {"data_loss": measured["log_loss"], **measured}
+
+        out[member.position] = {
+            "held_out": scores(X_held, held_out),
+            "train": scores(X_train, train),
+            "nonzero": int(np.count_nonzero(W)),
+            "zero_fraction": float(np.mean(W == 0)) if W.size else 0.0,
+        }
     return out
 
 
@@ -315,6 +363,8 @@ class StudyContext:
     spec: dict[str, Any]
     task: str
     should_stop: Callable[[], bool]
+    # Member-fold fits the study plans (set once its members are loaded); progress events count against it.
+    fits_total: int = 0
 
 
 class LostStudy(Exception):
@@ -350,6 +400,9 @@ def _write(context: StudyContext, members: list[Member], fold: int | None, fits_
             session, context.study_id, context.attempt, heartbeat_at=utcnow(), progress_epoch=fits_done
         ):
             raise LostStudy()
+        if fold is not None:
+            # One progress event per fold finished by all its pending members.
+            record_event(session, context.study_id, "progress", {"done": fits_done, "total": context.fits_total})
         for member in members:
             values: dict[str, Any] = {"fold_scores": member.fold_scores, "params": member.params, "spec": member.spec}
             values["penalty"] = member.penalty
@@ -369,11 +422,12 @@ def execute(context: StudyContext, loaded: LoadedData) -> dict[str, Any]:
     metric = spec["select"]["metric"]
     data = handle_missing(loaded.arrays, base["training"]["missing"])
     X = data.X.reshape(len(data.X), -1).astype(np.float64)
-    # Path members are regression members: their targets are numbers.
-    y = data.y.astype(np.float64) if task == "regression" else np.zeros(len(data.y))
+    # Path members' targets: numbers (regression) or class indices 0..K-1 (classification).
+    y = data.y.astype(np.float64) if task == "regression" else encode_labels(data.y)[0]
     rows = plan_rows(data, task, spec)
     members = load_members(context.study_id)
     n_folds = len(rows.folds)
+    context.fits_total = len(members) * n_folds
     if fill_path_values(members, X, y, rows, spec):
         _write(context, members, None, sum(sum(s is not None for s in m.fold_scores) for m in members))
     path_members = [m for m in members if is_path_member(m.spec, task)]
@@ -388,7 +442,7 @@ def execute(context: StudyContext, loaded: LoadedData) -> dict[str, Any]:
         results: dict[int, dict[str, Any]] = {}
         solved = [m for m in path_members if m in pending]
         if solved:
-            results.update(solve_path_fold(solved, X, y, train, held_out, standardize))
+            results.update(solve_path_fold(solved, X, y, train, held_out, standardize, task))
         networks = [m for m in network_members if m in pending]
         if networks:
             no_test = np.array([], dtype=np.int64)
@@ -498,10 +552,11 @@ def _finish(
         "test": None,
     }
     standardize = spec["job"]["training"]["standardize"]
-    path_members = [m for m in members if is_path_member(m.spec, task)]
+    # Coefficient paths are served for regression members (one coefficient per feature).
+    path_members = [m for m in members if task == "regression" and is_path_member(m.spec, task)]
     if len(rows.test):
         if is_path_member(selected.spec, task):
-            fitted = solve_path_fold([selected], X, y, rows.non_test, rows.test, standardize)
+            fitted = solve_path_fold([selected], X, y, rows.non_test, rows.test, standardize, task)
             result["test"] = fitted[selected.position]["held_out"]
         else:
             fitted = train_network_fold(
@@ -540,7 +595,7 @@ def _coefficient_path(
 def run_claimed(claimed: Any, load: Callable[..., LoadedData]) -> None:
     """Runs a study the worker has claimed (worker.runner.run_job), with the job lifecycle: a lease,
     cancel and shutdown at the next step, a time limit, and errors that say whose they are."""
-    from worker.runner import Lease, _finish, _finite, _hand_back
+    from worker.runner import Lease, _finish, _finite, _hand_back, missing_object_error
 
     settings_limit = _time_limit()
     base = claimed.spec["job"]
@@ -572,6 +627,12 @@ def run_claimed(claimed: Any, load: Callable[..., LoadedData]) -> None:
             _finish(
                 claimed.job_id, claimed.attempt, JobStatus.FAILED, error_type="invalid_data", error_message=str(exc)
             )
+            return
+        except StoreUnavailable:
+            _hand_back(claimed.job_id, claimed.attempt, "the store is unavailable")
+            return
+        except ObjectMissing as exc:
+            _finish(claimed.job_id, claimed.attempt, JobStatus.FAILED, **missing_object_error(claimed.job_id, exc))
             return
         except Exception:
             reference = str(uuid.uuid4())

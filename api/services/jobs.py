@@ -23,7 +23,7 @@ from core.celery_app import enqueue_job
 from core.errors import Conflict, InvalidInput, NotFound
 from core.queues import queue_for_device
 from core.settings import Settings
-from models import EpochMetric, Job, JobStatus, LayerStat, transition
+from models import EpochMetric, Job, JobStatus, LayerStat, record_event, status_event, transition
 from models.base import new_id, utcnow
 
 
@@ -126,6 +126,8 @@ def admit(session: Session, settings: Settings, job: Job, records: Callable[[Job
     An IntegrityError from the commit (a slot another scheduler took) reaches the caller, rolled back."""
     quotas.check_new_jobs(session, settings, job.tenant_id)
     session.add(job)
+    session.flush()
+    record_event(session, job.id, "status", status_event(job))
     if records is not None:
         session.add_all(list(records(job)))
     # Commit, then enqueue: the row exists before any message names it.

@@ -247,6 +247,13 @@ def create_study(
     counts = view.class_counts
     if counts is None and dataset.builtin is not None and dataset.builtin.smallest_class is not None:
         counts = [(None, dataset.builtin.smallest_class)]
+    paths = [name for name, axis in body.search.items() if axis.path is not None]
+    if paths and job.task == "classification":
+        raise InvalidInput(
+            f"search.{paths[0]} asks for `path`, scikit-learn's alpha grid for linear regression; this study "
+            "classifies: give `values` or `log_range` for regularization.l2 (l2 = 1 / (n_train * C) is "
+            "scikit-learn's C)."
+        )
     _check_folds(body, job, counts, dataset.rows)
     _check_parameters(settings, view, body, len(members))
     spec = body.model_dump(mode="json")

@@ -108,6 +108,10 @@ BAD = [
         {"job": MLP, "search": {"regularization.l2": {"path": {}}}},
         "which is defined for linear models; use `log_range` for networks",
     ),
+    (
+        {"job": {**LINEAR, "dataset": "builtin:iris"}, "search": {"regularization.l2": {"path": {}}}},
+        "scikit-learn's alpha grid for linear regression; this study classifies",
+    ),
     ({"job": MLP, "cv": {"folds": 1}}, "greater than or equal to 2"),
     ({"job": MLP, "cv": {"folds": 51}}, "less than or equal to 50"),
     (

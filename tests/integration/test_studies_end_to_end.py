@@ -8,10 +8,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sklearn.linear_model import ElasticNetCV
-from sklearn.model_selection import KFold
+from sklearn.datasets import load_iris
+from sklearn.linear_model import ElasticNetCV, LogisticRegression, LogisticRegressionCV
+from sklearn.metrics import log_loss
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from tests.support.files import csv_bytes
+from tests.support.plots import Svg
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -113,6 +116,66 @@ def test_an_elastic_net_cv_study_makes_elastic_net_cvs_choice(scheduled: Stack) 
     assert len(lasso["alphas"]) == 30 and len(lasso["coefficients"]) == X.shape[1]
     # At the largest penalty every coefficient is exactly zero.
     assert all(row[0] == 0.0 for row in lasso["coefficients"])
+    # The API's plots of what the worker recorded: a CV curve per l1_ratio with ElasticNetCV's alpha marked,
+    # and a path panel per l1_ratio with a line per feature.
+    curve = stack.client.get(f"/v1/studies/{study['id']}/plots/cv_curve.svg")
+    assert curve.status_code == 200 and curve.headers["content-type"] == "image/svg+xml", curve.text
+    drawn = Svg.parse(curve.content)
+    assert drawn.series() == [f"series-l1_ratio-{ratio}" for ratio in L1_RATIOS]
+    assert any(text.startswith(f"min: alpha = {oracle.alpha_:.3g}, score ") for text in drawn.texts())
+    paths = Svg.parse(stack.client.get(f"/v1/studies/{study['id']}/plots/paths.svg").content)
+    assert len(paths.series()) == len(L1_RATIOS) * X.shape[1]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_an_l2_logistic_study_makes_logistic_regression_cvs_choice(stack: Stack) -> None:
+    """Linear classification members with only l2 are solved to their optimum, so with scikit-learn's C
+    given as l2 = 1 / (n_train * C) (iris: 150 rows, 5 stratified folds of 120 training rows each) the
+    study scores every fold as LogisticRegressionCV does and picks the same C."""
+    Cs = np.logspace(-4, 4, 10)
+    n_train = 120
+    response = stack.client.post(
+        "/v1/studies",
+        json={
+            "job": {
+                "dataset": "builtin:iris",
+                "model": {"type": "linear"},
+                "training": {"validation_fraction": 0.0, "standardize": False},
+            },
+            "search": {"regularization.l2": {"values": [1.0 / (n_train * C) for C in Cs]}},
+            "cv": {"folds": 5},
+            "select": {"metric": "accuracy", "rule": "min"},
+        },
+    )
+    assert response.status_code == 201, response.text
+    study = wait_for_study(stack, response.json()["id"])
+    assert study["status"] == "succeeded", (study["error"], stack.logs())
+
+    X, y = load_iris(return_X_y=True)
+    oracle = LogisticRegressionCV(
+        Cs=Cs,
+        cv=StratifiedKFold(5),
+        scoring="accuracy",
+        l1_ratios=(0,),
+        use_legacy_attributes=True,
+        solver="newton-cholesky",
+        tol=1e-12,
+        max_iter=1000,
+    ).fit(X, y)
+    chosen = 1.0 / (n_train * study["selected"]["params"]["regularization.l2"])
+    assert chosen == pytest.approx(oracle.C_[0], rel=1e-9)
+    their_scores = next(iter(oracle.scores_.values()))[:, :, 0].T  # (Cs, folds)
+    members = stack.client.get(f"/v1/studies/{study['id']}/members", params={"limit": 100}).json()["items"]
+    assert len(members) == len(Cs)
+    for member, scores in zip(members, their_scores, strict=True):
+        np.testing.assert_allclose(member["fold_scores"], scores, rtol=0, atol=1e-12)
+    # The held-out log loss of each fold equals scikit-learn's LogisticRegression solved at that C.
+    folds = list(StratifiedKFold(5).split(X, y))
+    for member, C in zip(members[::3], Cs[::3], strict=True):
+        for fold, (train, held_out) in enumerate(folds):
+            fitted = LogisticRegression(C=C, solver="newton-cholesky", tol=1e-12, max_iter=1000).fit(X[train], y[train])
+            expected = log_loss(y[held_out], fitted.predict_proba(X[held_out]), labels=[0, 1, 2])
+            assert member["final_scores"][fold]["log_loss"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_a_paired_comparison_of_regularizers_refits_the_choice(scheduled: Stack) -> None:

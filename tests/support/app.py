@@ -35,6 +35,8 @@ def configure(
         monkeypatch.setenv("REGTRAIN_DATABASE_URL", database_url)
     monkeypatch.setenv("REGTRAIN_HOME", str(home))
     monkeypatch.setenv("REGTRAIN_ADMIN_KEY", ADMIN_KEY)
+    # A test reading the event stream of a job that no worker runs would otherwise wait out the default.
+    settings.setdefault("events_max_stream_seconds", "1")
     for name, value in settings.items():
         monkeypatch.setenv(f"REGTRAIN_{name.upper()}", value)
     clear_process_caches()

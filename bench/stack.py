@@ -1,0 +1,74 @@
+"""A regtrain for benchmarks: migrated, with API and worker processes, in a temporary REGTRAIN_HOME on the
+embedded default unless the environment given names servers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ADMIN_KEY = "rt_bench-admin-key-0123456789abcdefghijklmnopqrstuv"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running(roles: tuple[str, ...] = ("api", "worker"), **settings: str) -> Iterator[httpx.Client]:
+    """A client of the API (sending the admin key) while the processes run; they stop on exit."""
+    home = Path(tempfile.mkdtemp(prefix="regtrain-bench-"))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGTRAIN_")}
+    env.update(
+        REGTRAIN_HOME=str(home),
+        REGTRAIN_PORT=str(port),
+        REGTRAIN_LOG_LEVEL="warning",
+        REGTRAIN_ADMIN_KEY=ADMIN_KEY,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({f"REGTRAIN_{name.upper()}": value for name, value in settings.items()})
+    subprocess.run([sys.executable, "-m", "cli.main", "migrate"], env=env, check=True, capture_output=True)
+    processes = []
+    for role in roles:
+        with (home / f"{role}.log").open("ab") as log:
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "cli.main", role],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.get("/readyz").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the API did not start; see {home}/api.log")
+            time.sleep(0.2)
+        yield client
+    finally:
+        client.close()
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            process.wait(timeout=60)
