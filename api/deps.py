@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from api.services.keys import Caller, authenticate, require_scope
 from core.db import get_session_factory
@@ -24,6 +24,9 @@ def get_session() -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+# For responses that outlive their request (event streams): short sessions of their own, one per read,
+# so that no pooled connection is held for as long as a stream stays open.
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 IdempotencyKeyDep = Annotated[
     str | None,
     Header(
@@ -46,6 +49,13 @@ bearer = HTTPBearer(
     "$REGTRAIN_HOME/admin.key on first start (or is REGTRAIN_ADMIN_KEY).",
 )
 
+# The dashboard (/ui) keeps the key it signed in with in this HttpOnly, SameSite=Strict cookie, so that its
+# pages can use the API's GET URLs directly (plots as images, event streams, artifact downloads).
+KEY_COOKIE = "regtrain_key"
+# Only reads may be authorized by the cookie: a browser attaches cookies to requests other sites make it
+# send, so a write authorized by one could be forged; writes always need the Authorization header.
+COOKIE_METHODS = frozenset({"GET", "HEAD"})
+
 
 def get_caller(
     session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
@@ -58,14 +68,28 @@ def get_caller(
     return authenticate(session, credentials.credentials)
 
 
-def _scoped(scope: str) -> Callable[[Caller], Caller]:
-    def dependency(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+def get_reading_caller(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Caller:
+    """The Authorization header when sent; else, on GET and HEAD only, the dashboard's key cookie."""
+    cookie = request.cookies.get(KEY_COOKIE)
+    if "authorization" not in request.headers and request.method in COOKIE_METHODS and cookie:
+        return authenticate(session, cookie)
+    return get_caller(session, credentials)
+
+
+def _scoped(scope: str, authenticated: Callable[..., Caller] = get_caller) -> Callable[[Caller], Caller]:
+    # A default, not Annotated[..., Depends(authenticated)]: with postponed annotations FastAPI resolves an
+    # annotation in the module's globals, where the closure's `authenticated` does not exist.
+    def dependency(caller: Caller = Depends(authenticated)) -> Caller:  # noqa: B008
         return require_scope(caller, scope)
 
     dependency.__name__ = f"require_{scope}"
     return dependency
 
 
-Reader = Annotated[Caller, Depends(_scoped("read"))]
+Reader = Annotated[Caller, Depends(_scoped("read", get_reading_caller))]
 Writer = Annotated[Caller, Depends(_scoped("write"))]
 Admin = Annotated[Caller, Depends(_scoped("admin"))]

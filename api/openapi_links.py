@@ -8,7 +8,8 @@ a new dataset's `id` can be the `dataset` of a new job (or of a schedule's job t
 The targets are found in the schema itself: every operation with a path parameter of that name. Links
 name their target by the operationId the schema gives it (an operationRef where it has none), looked up
 by path and method, and a producer whose path is not in the schema, or whose success response does not
-hold the id where this module expects it, is skipped.
+hold the id where this module expects it, is skipped. A target's other path parameters that take one of a
+fixed set of values (a plot's name and its format) are given the first of them.
 """
 
 from __future__ import annotations
@@ -84,7 +85,10 @@ def add_links(schema: dict[str, Any]) -> None:
                 name,
                 {
                     **reference,
-                    "parameters": {f"path.{producer.parameter}": f"$response.body#{producer.pointer}"},
+                    "parameters": {
+                        f"path.{producer.parameter}": f"$response.body#{producer.pointer}",
+                        **_fixed_choices(schema, target, producer.parameter),
+                    },
                     "description": f"The `{producer.parameter}` of `{method.upper()} {path}` is the `"
                     f"{producer.pointer.lstrip('/').replace('/', '.')}` of this {status} response.",
                 },
@@ -111,6 +115,21 @@ def add_links(schema: dict[str, Any]) -> None:
 
 def path_parameters(operation: dict[str, Any]) -> list[str]:
     return [p["name"] for p in operation.get("parameters", []) if isinstance(p, dict) and p.get("in") == "path"]
+
+
+def _fixed_choices(schema: dict[str, Any], operation: dict[str, Any], filled: str) -> dict[str, Any]:
+    """The first allowed value of each path parameter other than `filled` that has a fixed set of them."""
+    choices = {}
+    for parameter in operation.get("parameters", []):
+        if not isinstance(parameter, dict) or parameter.get("in") != "path" or parameter.get("name") == filled:
+            continue
+        definition = parameter.get("schema", {})
+        if isinstance(definition, dict) and isinstance(definition.get("$ref"), str):
+            definition = _resolve(schema, definition["$ref"])
+        allowed = definition.get("enum") if isinstance(definition, dict) else None
+        if allowed:
+            choices[f"path.{parameter['name']}"] = allowed[0]
+    return choices
 
 
 def _operations_taking(paths: dict[str, dict[str, Any]], parameter: str) -> list[tuple[str, str, dict[str, Any]]]:

@@ -596,3 +596,15 @@ print("ok")
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_the_package_carries_every_file_the_dashboard_serves() -> None:
+    """`pip install .` (the images) installs only what package-data names besides the modules."""
+    package_data = tomllib.loads(PYPROJECT_PATH.read_text())["tool"]["setuptools"]["package-data"]
+    patterns = package_data["api.ui"]
+    ui = ROOT / "api" / "ui"
+    files = [path.relative_to(ui).as_posix() for path in ui.rglob("*") if path.is_file() and path.suffix != ".py"]
+    files = [name for name in files if "__pycache__" not in name]
+    assert files, "the dashboard has templates and static files"
+    missing = [name for name in files if not any(fnmatch.fnmatch(name, pattern) for pattern in patterns)]
+    assert missing == [], f"not installed by `pip install .`: {missing}"

@@ -5,6 +5,7 @@ OpenAPI paths, so a new route with an id cannot escape it. On SQLite and Postgre
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from core.settings import get_settings
-from core.storage import dataset_dir, store_key
+from core.storage import dataset_object_key, get_store, store_key
 from tests.support.app import clear_process_caches
 from tests.support.files import csv_bytes, iris_like
 
@@ -49,9 +50,13 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("DELETE", "/v1/datasets/{dataset_id}"): Case(409),
     ("GET", "/v1/jobs/{job_id}"): Case(200),
     ("GET", "/v1/jobs/{job_id}/metrics"): Case(200),
+    # No worker runs: A's stream tells that the job is queued, then ends at the test's stream limit.
+    ("GET", "/v1/jobs/{job_id}/events"): Case(200),
     # No worker runs: A hears "no weight statistics yet", which is not the unknown-id sentence.
     ("GET", "/v1/jobs/{job_id}/weights"): Case(404),
     ("GET", "/v1/jobs/{job_id}/artifact"): Case(409),
+    # No worker runs: A hears that the job has recorded no epochs yet.
+    ("GET", "/v1/jobs/{job_id}/plots/{plot}.{format}"): Case(409),
     ("POST", "/v1/jobs/{job_id}/predict"): Case(409, body={"rows": [[1.0, 2.0]]}),
     ("POST", "/v1/jobs/{job_id}/retrain"): Case(201, order=1),
     ("POST", "/v1/jobs/{job_id}/cancel"): Case(202, order=2),
@@ -62,8 +67,10 @@ MATRIX: dict[tuple[str, str], Case] = {
     ("DELETE", "/v1/schedules/{schedule_id}"): Case(204, order=3),
     ("GET", "/v1/studies/{study_id}"): Case(200),
     ("GET", "/v1/studies/{study_id}/members"): Case(200),
+    ("GET", "/v1/studies/{study_id}/events"): Case(200),
     # No worker runs: the study is queued, so A hears "not finished yet".
     ("GET", "/v1/studies/{study_id}/path"): Case(409),
+    ("GET", "/v1/studies/{study_id}/plots/{plot}.{format}"): Case(409),
     ("POST", "/v1/studies/{study_id}/cancel"): Case(202, order=2),
     # Keys are managed by admin keys (for every tenant): B's read+write key lacks the scope, and that
     # answer is the same for A's key as for a key that never existed.
@@ -77,6 +84,11 @@ PARAMETERS = {
     "schedule_id": "schedules",
     "study_id": "studies",
     "key_id": "keys",
+}
+# Path parameters that are not ids, and the values the matrix sends in them.
+FILLED = {
+    "/v1/jobs/{job_id}/plots/{plot}.{format}": {"plot": "learning_curves", "format": "svg"},
+    "/v1/studies/{study_id}/plots/{plot}.{format}": {"plot": "cv_curve", "format": "png"},
 }
 NOT_FOUND_SENTENCE = {
     "dataset_id": "There is no dataset with id",
@@ -93,7 +105,8 @@ def routes_with_ids(app: FastAPI) -> set[tuple[str, str]]:
     # FastAPI includes routers lazily: app.routes holds the included routers, not their routes.
     for route in iter_route_contexts(app.routes):
         path = route.path or ""
-        if "{" in path:
+        # The dashboard's pages are not API operations (tests/api/test_ui_pages.py checks their tenancy).
+        if "{" in path and not path.startswith("/ui/"):
             assert isinstance(route.original_route, APIRoute), f"{path} takes an id but is not an API route"
             routed |= {(method, path) for method in route.methods or () if method not in ("HEAD", "OPTIONS")}
     documented = {
@@ -104,10 +117,17 @@ def routes_with_ids(app: FastAPI) -> set[tuple[str, str]]:
 
 
 def parameter(path: str) -> str:
-    names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    names = [name for name in re.findall(r"\{(\w+)\}", path) if name not in FILLED.get(path, {})]
     assert len(names) == 1, f"{path}: the matrix fills exactly one id per route"
     assert names[0] in PARAMETERS, f"{path}: no tenant-A resource is known for {{{names[0]}}}; add it to the matrix"
     return names[0]
+
+
+def url(path: str, name: str, id_: str) -> str:
+    """The route's path with `id_` in its id parameter `name`, and its other parameters filled."""
+    for parameter_name, value in {name: id_, **FILLED.get(path, {})}.items():
+        path = path.replace(f"{{{parameter_name}}}", value)
+    return path
 
 
 def test_the_matrix_covers_every_route_with_an_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,7 +144,7 @@ def test_the_matrix_covers_every_route_with_an_id(tmp_path: Path, monkeypatch: p
     # A's resources of each kind (see World).
     per_kind = {"datasets": 2, "jobs": 3, "schedules": 1, "studies": 1, "keys": 1}
     cases = sum(per_kind[PARAMETERS[parameter(path)]] for _, path in MATRIX)
-    assert (len(MATRIX), cases) == (19, 35)
+    assert (len(MATRIX), cases) == (23, 43)
     print(f"\nBOLA matrix: {len(MATRIX)} (method, route) pairs, {cases} cases on tenant A's ids, per database")
 
 
@@ -237,12 +257,12 @@ def test_another_tenants_ids_answer_exactly_as_unknown_ids(api_client: TestClien
     for (method, path), case in MATRIX.items():
         name = parameter(path)
         unknown = str(uuid.uuid4())
-        baseline = call(api_client, method, path.replace(f"{{{name}}}", unknown), world.b, case.body)
+        baseline = call(api_client, method, url(path, name, unknown), world.b, case.body)
         assert baseline.status_code == case.stranger_status, (method, path, baseline.text)
         if case.stranger_status == 404:
             assert baseline.json()["detail"].startswith(NOT_FOUND_SENTENCE[name]), baseline.text
         for id_ in world.ids[PARAMETERS[name]]:
-            response = call(api_client, method, path.replace(f"{{{name}}}", id_), world.b, case.body)
+            response = call(api_client, method, url(path, name, id_), world.b, case.body)
             where = f"{method} {path} with tenant A's {id_} as tenant B"
             assert response.status_code == case.stranger_status, f"{where}: {response.status_code} {response.text}"
             # Word for word the answer to an id that never existed: nothing tells B the id is taken.
@@ -253,7 +273,7 @@ def test_another_tenants_ids_answer_exactly_as_unknown_ids(api_client: TestClien
             leaked = [secret for secret in world.secrets if secret != id_ and secret in response.text]
             assert leaked == [], f"{where}: the answer holds tenant A's {leaked}"
             checked += 1
-    assert checked == 35
+    assert checked == 43
 
     # B's cancel, delete, patch, trigger and retrain changed nothing of A's, and made nothing anywhere.
     assert snapshot(api_client, world) == before
@@ -266,7 +286,7 @@ def test_another_tenants_ids_answer_exactly_as_unknown_ids(api_client: TestClien
     for (method, path), case in sorted(MATRIX.items(), key=lambda item: item[1].order):
         name = parameter(path)
         id_ = world.ids[PARAMETERS[name]][0]
-        response = call(api_client, method, path.replace(f"{{{name}}}", id_), {}, case.body)
+        response = call(api_client, method, url(path, name, id_), {}, case.body)
         assert response.status_code == case.owner_status, f"{method} {path} as tenant A: {response.text}"
         if response.status_code == 404:
             assert not response.json()["detail"].startswith("There is no"), response.text
@@ -366,7 +386,8 @@ def test_idempotency_keys_are_per_tenant(api_client: TestClient, world: World) -
     # Identical bytes are stored once for both tenants: B deleting its copy leaves A's file in place.
     assert b_upload["sha256"] == a_upload["sha256"]
     assert api_client.delete(f"/v1/datasets/{b_upload['id']}", headers=world.b).status_code == 204
-    assert dataset_dir(get_settings(), store_key(a_upload["sha256"], a_upload["na_values"])).exists()
+    kept = dataset_object_key(store_key(a_upload["sha256"], a_upload["na_values"]), a_upload["kind"])
+    assert get_store(get_settings()).exists(kept)
     assert (
         created(api_client.post("/v1/jobs", json={**JOB, "dataset": a_upload["id"]}))["dataset"]["id"] == a_upload["id"]
     )

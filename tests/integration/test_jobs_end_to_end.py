@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from api.schemas.job import EXAMPLE_JOB
+from tests.support.plots import Svg, png
 from tests.support.servers import wait_until
 from tests.support.stack import Stack
 
@@ -121,6 +122,13 @@ def test_example_job_succeeds_and_its_results_read_back(stack: Stack) -> None:
     missing = stack.client.get(f"/v1/jobs/{job['id']}/weights", params={"epoch": 21})
     assert missing.status_code == 404
     assert "epoch 21" in missing.json()["detail"]
+
+    # The API's plots of these records: training and validation loss at each of the 20 epochs, and a
+    # histogram of each tensor.
+    curves = Svg.parse(stack.client.get(f"/v1/jobs/{job['id']}/plots/learning_curves.svg").content)
+    assert curves.series() == ["series-training", "series-validation"] and curves.markers("series-training") == 20
+    histograms = stack.client.get(f"/v1/jobs/{job['id']}/plots/weights.png")
+    assert histograms.headers["content-type"] == "image/png" and png(histograms.content)[1] > 0
 
 
 def test_regression_job_reports_r2_and_rmse(stack: Stack) -> None:
