@@ -12,8 +12,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     REGTRAIN_HOME=/data
-# A fixed UID: the api and worker containers share the artifacts volume, so both must own its files.
-# /data belongs to that user so that a fresh named volume mounted there starts out writable.
+# A fixed UID owns /data (REGTRAIN_HOME: scratch files, and a worker's cache of datasets), so that it is
+# writable as it is and so is a fresh named volume mounted there. Datasets, checkpoints and artifacts
+# themselves live in the store (REGTRAIN_STORAGE_URL), which the containers do not share as a folder.
 RUN groupadd --system --gid 10001 regtrain \
     && useradd --system --uid 10001 --gid regtrain --create-home regtrain \
     && mkdir -p /data \

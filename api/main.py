@@ -12,11 +12,12 @@ from sqlalchemy.exc import OperationalError
 
 from api.errors import install_error_handlers
 from api.openapi_links import add_links
-from api.routes import admin, datasets, health, jobs, metrics, schedules, studies
+from api.routes import admin, datasets, events, health, jobs, metrics, plots, schedules, studies
 from api.routes import docs as docs_pages
 from api.schemas.common import ErrorRead
 from api.schemas.job import OBJECTIVE
 from api.services.keys import ensure_admin_key
+from api.ui import routes as dashboard
 from core.db import get_session_factory
 from core.settings import get_settings
 
@@ -46,10 +47,12 @@ DOMAIN_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("POST", "/v1/datasets"): {
         413: "The file is larger than this server accepts, or would exceed the tenant's storage quota.",
         422: "The upload cannot be read as a dataset (format, columns, target, name).",
+        503: "The database or the object store is unreachable; retry after Retry-After seconds.",
     },
     ("POST", "/v1/datasets/synthetic"): {
         413: "The dataset would exceed the tenant's storage quota.",
         422: "The generator's parameters are invalid.",
+        503: "The database or the object store is unreachable; retry after Retry-After seconds.",
     },
     ("GET", "/v1/datasets/{dataset_id}"): {404: "No dataset with this id."},
     ("DELETE", "/v1/datasets/{dataset_id}"): {
@@ -64,13 +67,36 @@ DOMAIN_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     ("GET", "/v1/jobs/{job_id}"): {404: "No job with this id."},
     ("POST", "/v1/jobs/{job_id}/cancel"): {404: "No job with this id.", 409: "The job has already finished."},
     ("GET", "/v1/jobs/{job_id}/metrics"): {404: "No job with this id."},
+    ("GET", "/v1/jobs/{job_id}/events"): {
+        404: "No job with this id.",
+        422: "Last-Event-ID is not the id of an event (a non-negative integer).",
+    },
+    ("GET", "/v1/studies/{study_id}/events"): {
+        404: "No study with this id.",
+        422: "Last-Event-ID is not the id of an event (a non-negative integer).",
+    },
     ("GET", "/v1/jobs/{job_id}/weights"): {404: "No job with this id, or no statistics for that epoch."},
-    ("GET", "/v1/jobs/{job_id}/artifact"): {404: "No job with this id.", 409: "The job has not succeeded."},
+    ("GET", "/v1/jobs/{job_id}/plots/{plot}.{format}"): {
+        404: "No job with this id, or (weights) no statistics at that epoch.",
+        409: "The job has recorded nothing to plot yet, or the plot does not apply (penalties without penalties).",
+        422: "An unknown plot or format, or an epoch that is not a whole number (or given for another plot).",
+    },
+    ("GET", "/v1/studies/{study_id}/plots/{plot}.{format}"): {
+        404: "No study with this id.",
+        409: "No member has a score yet, or the plot does not apply (no penalty axis; no coefficient paths).",
+        422: "An unknown plot or format.",
+    },
+    ("GET", "/v1/jobs/{job_id}/artifact"): {
+        404: "No job with this id, or its artifact is missing from the store.",
+        409: "The job has not succeeded.",
+        503: "The database or the object store is unreachable; retry after Retry-After seconds.",
+    },
     ("POST", "/v1/jobs/{job_id}/predict"): {
         404: "No job with this id.",
         409: "The job has not succeeded.",
         413: "More rows than one request may carry.",
         422: "The rows do not fit the job's features.",
+        503: "The database or the object store is unreachable; retry after Retry-After seconds.",
     },
     ("POST", "/v1/jobs/{job_id}/retrain"): {
         404: "No job with this id.",
@@ -148,7 +174,7 @@ def _document_errors(app: FastAPI) -> None:
                 for code, description in expected.items():
                     documented = responses.setdefault(str(code), {"description": description})
                     documented.setdefault("content", {}).setdefault("application/json", {}).setdefault("schema", error)
-                    if code == 429:
+                    if code in (429, 503):
                         documented.setdefault("headers", RETRY_AFTER)
                 if "422" in responses:
                     content = responses["422"].setdefault("content", {}).setdefault("application/json", {})
@@ -236,8 +262,11 @@ def create_app() -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(schedules.router)
     app.include_router(studies.router)
+    app.include_router(events.router)
+    app.include_router(plots.router)
     app.include_router(admin.router)
     app.include_router(metrics.router)
+    app.include_router(dashboard.router)
     app.add_middleware(metrics.RequestMetricsMiddleware)
     if docs:
         app.include_router(docs_pages.router)

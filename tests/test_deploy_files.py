@@ -35,7 +35,7 @@ DOCKERFILE_PATH = ROOT / "Dockerfile"
 DOCKERIGNORE_PATH = ROOT / ".dockerignore"
 PYPROJECT_PATH = ROOT / "pyproject.toml"
 
-EXPECTED_SERVICES = {"postgres", "redis", "migrate", "api", "worker", "scheduler"}
+EXPECTED_SERVICES = {"postgres", "redis", "objectstore", "migrate", "api", "worker", "scheduler"}
 LONG_RUNNING_APP_SERVICES = ("api", "worker", "scheduler")
 
 RESTARTING_POLICIES = {"always", "unless-stopped", "on-failure"}
@@ -204,7 +204,7 @@ def depends_on(service: dict[str, Any]) -> dict[str, str]:
 # --- Compose services ----------------------------------------------------------------------------
 
 
-def test_compose_has_the_six_services(services: dict[str, dict[str, Any]]) -> None:
+def test_compose_has_the_seven_services(services: dict[str, dict[str, Any]]) -> None:
     assert set(services) == EXPECTED_SERVICES
 
 
@@ -377,7 +377,7 @@ def test_only_the_api_is_published_and_only_on_loopback(services: dict[str, dict
         assert all(address == LOOPBACK for address, _, _ in mappings), (name, mappings)
 
 
-@pytest.mark.parametrize("name", ["postgres", "redis"])
+@pytest.mark.parametrize("name", ["postgres", "redis", "objectstore"])
 def test_database_and_broker_ports_are_not_published(services: dict[str, dict[str, Any]], name: str) -> None:
     assert "ports" not in services[name]
     assert services[name].get("network_mode") != "host"
@@ -424,15 +424,37 @@ def test_dockerignore_keeps_secrets_out_of_the_build_context() -> None:
     assert {".env", "var", "**/admin.key"} <= patterns
 
 
-def test_api_and_worker_share_the_data_volume_at_regtrain_home(compose: dict[str, Any]) -> None:
-    mounts = {}
-    for name in ("api", "worker"):
-        service = compose["services"][name]
-        home = service["environment"]["REGTRAIN_HOME"]
-        by_target = {target: source for source, target in (mount.split(":")[:2] for mount in service["volumes"])}
-        mounts[name] = by_target[home]
-    assert mounts["api"] == mounts["worker"]
-    assert mounts["api"] in compose["volumes"], "a named volume, so that artifacts outlive the containers"
+def test_regtrain_services_share_no_volume(app_services: dict[str, dict[str, Any]]) -> None:
+    """Datasets, checkpoints and artifacts travel through the object store, so the API and the worker
+    may run on hosts that share no disk: none of them mounts a volume."""
+    assert {name: service.get("volumes") for name, service in app_services.items() if service.get("volumes")} == {}
+
+
+@pytest.mark.parametrize("name", ["migrate", "api", "worker", "scheduler"])
+def test_compose_settings_select_the_object_store_service(
+    services: dict[str, dict[str, Any]],
+    app_services: dict[str, dict[str, Any]],
+    clean_environment: pytest.MonkeyPatch,
+    name: str,
+) -> None:
+    settings = settings_for(app_services[name], clean_environment)
+    assert settings.storage_url is not None and urlsplit(settings.storage_url).scheme == "s3"
+    endpoint = urlsplit(settings.s3_endpoint_url or "")
+    store = services[endpoint.hostname or ""]
+    assert store["image"].startswith("chrislusf/seaweedfs:") and "-s3" in store["command"]
+    assert f"-s3.port={endpoint.port}" in store["command"]
+    assert store["volumes"] == ["objectstore-data:/data"], "a named volume, so that objects outlive the container"
+    # Its one identity is the key pair the services sign with, from the same required variables.
+    environment = app_services[name]["environment"]
+    for variable, own in (
+        ("REGTRAIN_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
+        ("REGTRAIN_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
+    ):
+        required = REQUIRED_VARIABLE.fullmatch(environment[variable])
+        assert required and required["name"] == variable
+        assert store["environment"][own] == environment[variable]
+    if name in ("api", "worker"):
+        assert depends_on(app_services[name])["objectstore"] == "service_healthy"
 
 
 # --- Commands ------------------------------------------------------------------------------------

@@ -1,12 +1,20 @@
-"""Loading a job's dataset as arrays, from the canonical form in the shared store. Each process keeps
-the last few it loaded, keyed by the stored parse (sha256 and missing-value markers), target and feature
-columns, so that ten jobs on one dataset read and encode it once. A table job reads only its target and
-the feature columns its spec lists (the API resolved them at submit)."""
+"""Loading a job's dataset as arrays, from the canonical form in the store (core/storage.py).
+
+A worker keeps a copy of each dataset it trains on under its own home, cache/datasets/<parse>/,
+fetched from the store once (to a temporary file, then renamed: jobs running side by side on one
+worker never see part of it), so that it never needs the API's disk. With the local store on this
+host the store's own file is read in place, not copied.
+
+Each process also keeps the last few datasets it loaded, keyed by the stored parse (sha256 and
+missing-value markers), target and feature columns, so that ten jobs on one dataset read and encode it
+once. A table job reads only its target and the feature columns its spec lists (the API resolved them
+at submit)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -15,10 +23,12 @@ import pyarrow.parquet as pq
 
 from core.builtins import BUILTIN_PREFIX, BUILTINS
 from core.db import session_scope
+from core.errors import ObjectMissing
 from core.features import FeatureColumn, encode, feature_names
 from core.settings import get_settings
-from core.storage import canonical_path, store_key
+from core.storage import dataset_object_key, get_store, store_key
 from models import Dataset
+from worker.storage import retrying_store
 from worker.training import ArrayDataset
 
 
@@ -64,9 +74,8 @@ def _labels(column: pa.ChunkedArray) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _load_table(key: str, target: str, features: tuple[str, ...] | None) -> LoadedData:
+def _load_table(path: Path, target: str, features: tuple[str, ...] | None) -> LoadedData:
     """`features` None (jobs submitted before specs listed them): every column but the target."""
-    path = canonical_path(get_settings(), key, "table")
     names = pq.read_schema(path).names
     chosen = [name for name in names if name != target] if features is None else list(features)
     absent = [name for name in [*chosen, target] if name not in names]
@@ -87,22 +96,40 @@ def _load_table(key: str, target: str, features: tuple[str, ...] | None) -> Load
 
 
 @lru_cache(maxsize=8)
-def _load_arrays(sha256: str) -> LoadedData:
-    with np.load(canonical_path(get_settings(), sha256, "arrays"), allow_pickle=False) as stored:
+def _load_arrays(path: Path) -> LoadedData:
+    with np.load(path, allow_pickle=False) as stored:
         X, y = stored["X"], stored["y"]
     image_shape = tuple(X.shape[1:]) if X.ndim == 4 else None
     names = tuple(f"x{i}" for i in range(int(np.prod(X.shape[1:]))))
     return LoadedData(ArrayDataset(X=X, y=y, feature_names=names, image_shape=image_shape))
 
 
-def _table_key(dataset_id: str, sha256: str) -> str:
-    """The store folder of a table: its bytes' sha256 and the markers its upload was read with."""
+def _stored_parses(dataset_id: str, sha256: str) -> list[tuple[str, str]]:
+    """Where the dataset may be in the store, as (parse folder, kind): its row says which; without a row
+    (it was deleted meanwhile), a table or arrays under the bare sha256."""
     with session_scope() as session:
         row = session.get(Dataset, dataset_id)
-        na_values = row.generator.get("na_values") if row is not None and row.generator else None
-        if row is None or row.source != "upload" or na_values is None:
-            return sha256
-        return store_key(sha256, na_values)
+        if row is None:
+            return [(sha256, "table"), (sha256, "arrays")]
+        na_values = row.generator.get("na_values") if row.source == "upload" and row.generator else None
+        return [(store_key(sha256, na_values) if row.kind == "table" else sha256, row.kind)]
+
+
+def dataset_file(key: str) -> Path:
+    """A local file with the object's bytes: the store's own file when the store is a folder on this host,
+    else this worker's cached copy, fetched once. Raises ObjectMissing when the store does not have it,
+    StoreUnavailable when the store stayed unreachable (worker.storage.retrying_store)."""
+    settings = get_settings()
+    store = get_store(settings)
+    in_place = store.local_path(key)
+    if in_place is not None:
+        if not in_place.is_file():
+            raise ObjectMissing(f"{key} is not in the store.")
+        return in_place
+    cached = settings.home / "cache" / key
+    if not cached.is_file():
+        retrying_store(lambda: store.get_to_file(key, cached), f"fetching {key}")
+    return cached
 
 
 def load_dataset(dataset_id: str, sha256: str, target: str, features: list[str] | None = None) -> LoadedData:
@@ -113,10 +140,12 @@ def load_dataset(dataset_id: str, sha256: str, target: str, features: list[str] 
         if BUILTINS[name].sha256 != sha256:
             raise DatasetUnavailable(f"{dataset_id} on this worker differs from the one the job was submitted with")
         return _load_builtin(name)
-    settings = get_settings()
-    key = _table_key(dataset_id, sha256)
-    if canonical_path(settings, key, "table").exists():
-        return _load_table(key, target, tuple(features) if features is not None else None)
-    if canonical_path(settings, sha256, "arrays").exists():
-        return _load_arrays(sha256)
-    raise DatasetUnavailable(f"dataset {dataset_id} ({sha256[:12]}) is not in the store {settings.datasets_dir}")
+    for parse, kind in _stored_parses(dataset_id, sha256):
+        try:
+            path = dataset_file(dataset_object_key(parse, kind))
+        except ObjectMissing:
+            continue
+        if kind == "table":
+            return _load_table(path, target, tuple(features) if features is not None else None)
+        return _load_arrays(path)
+    raise ObjectMissing(f"Dataset {dataset_id} ({sha256[:12]}) is missing from the store.")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, status
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 
 from api.deps import IdempotencyKeyDep, Reader, SessionDep, SettingsDep, Writer
 from api.schemas.common import ErrorRead, Limit, Offset
@@ -88,7 +88,7 @@ NO_WEIGHTS = "The job has no weights: it is queued or running, or stopped before
 
 @router.get(
     "/{job_id}/artifact",
-    response_class=FileResponse,
+    response_class=StreamingResponse,
     responses={
         **NOT_FOUND,
         409: {"model": ErrorRead, "description": NO_WEIGHTS},
@@ -110,15 +110,11 @@ NO_WEIGHTS = "The job has no weights: it is queued or running, or stopped before
         },
     },
 )
-def get_artifact(job_id: str, caller: Reader, session: SessionDep, settings: SettingsDep) -> FileResponse:
+def get_artifact(job_id: str, caller: Reader, session: SessionDep, settings: SettingsDep) -> StreamingResponse:
     """The trained weights as safetensors, with the normalized spec, feature names, class labels and
     standardization statistics in its metadata; a stopped job's last checkpointed weights, marked partial."""
-    stored = artifacts.artifact_path(session, settings, caller.tenant_id, job_id)
-    headers = {"X-Regtrain-Partial": "true" if stored.partial else "false"}
-    if stored.epoch is not None:
-        headers["X-Regtrain-Epoch"] = str(stored.epoch)
-    filename = f"regtrain-{job_id}.safetensors"
-    return FileResponse(stored.path, media_type="application/octet-stream", filename=filename, headers=headers)
+    download = artifacts.open_artifact(session, settings, caller.tenant_id, job_id)
+    return StreamingResponse(download.chunks, media_type="application/octet-stream", headers=download.headers)
 
 
 @router.post(

@@ -1,33 +1,51 @@
 """A job's artifact: the file to download, and predictions from it. A succeeded job's weights are
 complete; a job that stopped early (canceled, timed out, failed) may keep the weights of its last
-checkpoint, served marked as partial with their epoch."""
+checkpoint, served marked as partial with their epoch. Both are read from the store (core/storage.py):
+downloads stream it in chunks, predictions load it once and keep it (api/services/inference.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
 from api.schemas.prediction import MAX_PREDICT_ROWS, PredictRequest
-from api.services.inference import LoadedArtifact, load_artifact, predict
+from api.services.inference import LoadedArtifact, load_stored_artifact, predict
 from api.services.jobs import get_job
-from core.errors import Conflict, InvalidInput, NotFound, TooLarge
+from core.errors import Conflict, InvalidInput, NotFound, ObjectMissing, TooLarge
 from core.features import encode
 from core.settings import Settings
+from core.storage import artifact_object_key, get_store
 
 
 @dataclass(frozen=True)
 class StoredArtifact:
-    path: Path
+    job_id: str
+    # The job's artifact_key, and the store's key for it.
+    name: str
+    key: str
     partial: bool
     # The epoch whose weights the file holds; None for jobs trained before it was recorded.
     epoch: int | None
 
+    def missing(self) -> NotFound:
+        return NotFound(
+            f"The artifact of job {self.job_id} ({self.name}) is missing from the store; an operator can restore "
+            f"it, or the job can be trained again (POST /v1/jobs/{self.job_id}/retrain)."
+        )
 
-def artifact_path(session: Session, settings: Settings, tenant_id: str, job_id: str) -> StoredArtifact:
+
+@dataclass(frozen=True)
+class ArtifactDownload:
+    chunks: Iterator[bytes]
+    headers: dict[str, str]
+
+
+def stored_artifact(session: Session, tenant_id: str, job_id: str) -> StoredArtifact:
+    """Which weights a job serves, from the database alone."""
     job = get_job(session, tenant_id, job_id)
     if job.artifact_key is None or (job.status != "succeeded" and not job.artifact_partial):
         if job.status in ("queued", "running"):
@@ -39,17 +57,35 @@ def artifact_path(session: Session, settings: Settings, tenant_id: str, job_id: 
             f"Job {job_id} is {job.status} and kept no weights: it stopped before finishing an epoch, or its "
             "last weights were not finite."
         )
-    path = settings.artifacts_dir / job.artifact_key
-    if not path.is_file():
-        raise NotFound(f"The artifact of job {job_id} is missing from the artifact store ({job.artifact_key}).")
-    return StoredArtifact(path, job.artifact_partial and job.status != "succeeded", job.artifact_epoch)
+    partial = job.artifact_partial and job.status != "succeeded"
+    return StoredArtifact(job_id, job.artifact_key, artifact_object_key(job.artifact_key), partial, job.artifact_epoch)
+
+
+def open_artifact(session: Session, settings: Settings, tenant_id: str, job_id: str) -> ArtifactDownload:
+    """The artifact's bytes as they come from the store, and the response headers that describe them."""
+    stored = stored_artifact(session, tenant_id, job_id)
+    try:
+        opened = get_store(settings).open(stored.key)
+    except ObjectMissing as exc:
+        raise stored.missing() from exc
+    headers = {
+        "Content-Length": str(opened.size),
+        "Content-Disposition": f'attachment; filename="regtrain-{job_id}.safetensors"',
+        "X-Regtrain-Partial": "true" if stored.partial else "false",
+    }
+    if stored.epoch is not None:
+        headers["X-Regtrain-Epoch"] = str(stored.epoch)
+    return ArtifactDownload(opened.chunks, headers)
 
 
 def predict_rows(
     session: Session, settings: Settings, tenant_id: str, job_id: str, body: PredictRequest
 ) -> dict[str, Any]:
-    stored = artifact_path(session, settings, tenant_id, job_id)
-    artifact = load_artifact(stored.path)
+    stored = stored_artifact(session, tenant_id, job_id)
+    try:
+        artifact = load_stored_artifact(get_store(settings), job_id, stored.key)
+    except ObjectMissing as exc:
+        raise stored.missing() from exc
     count = len(body.rows or body.records or [])
     if count > MAX_PREDICT_ROWS:
         raise TooLarge(f"{count} rows is more than {MAX_PREDICT_ROWS} per request; send them in smaller batches.")

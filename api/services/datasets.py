@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
+import logging
 import re
 import shutil
 import tempfile
@@ -24,10 +24,12 @@ from api.services.column_roles import dataset_warnings, infer_role
 from api.services.synthetic import generate
 from api.services.uploads import ReceivedUpload
 from core.builtins import BUILTIN_PREFIX, BUILTINS, BuiltinDataset
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from core.settings import Settings
-from core.storage import canonical_path, dataset_dir, store_key
+from core.storage import CANONICAL_FILE, dataset_object_key, dataset_prefix, get_store, store_key
 from models import Dataset, Job, JobStatus
+
+log = logging.getLogger(__name__)
 
 # Two uploads under one name at the same moment race for the next version; the loser retries.
 VERSION_ATTEMPTS = 5
@@ -136,17 +138,11 @@ def _profile_json(ingested: Ingested, max_categories: int) -> list[dict[str, Any
     return columns
 
 
-def _store(settings: Settings, key: str, staging: Path) -> None:
-    """Moves the canonical file into the content-addressed store (the first copy of this parse wins)."""
-    final = dataset_dir(settings, key)
-    if final.exists():
-        return
-    final.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(staging, final)
-    except OSError:
-        if not final.exists():
-            raise
+def _store(settings: Settings, parse: str, kind: str, staging: Path) -> None:
+    """Puts the canonical file into the content-addressed store (the first copy of this parse wins)."""
+    store, key = get_store(settings), dataset_object_key(parse, kind)
+    if not store.exists(key):
+        store.put_file(key, staging / CANONICAL_FILE[kind])
 
 
 def _insert_version(session: Session, **values: Any) -> Dataset:
@@ -197,16 +193,19 @@ def _ingest_into_store(
     for known in session.scalars(select(Dataset).where(Dataset.sha256 == sha256)):
         recorded = na_values_of(known)
         same_parse = known.kind == "arrays" or recorded == na_values
-        if same_parse and canonical_path(settings, store_key(sha256, recorded), known.kind).exists():
+        if same_parse and get_store(settings).exists(dataset_object_key(store_key(sha256, recorded), known.kind)):
             checked = _check_target(known.kind, known.columns, known.rows, target)
             return StoredParse(known.format, known.kind, known.rows, known.columns, checked, recorded)
-    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=settings.datasets_dir))
+    # Parsed on this host's disk, then put into the store whole.
+    incoming = settings.home / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="staging-", dir=incoming))
     try:
         ingested = ingest(source, filename, staging, _limits(settings), na_values or ())
         columns = _profile_json(ingested, settings.max_categories)
         checked = _check_target(ingested.kind, columns, ingested.rows, target)
         recorded = na_values if ingested.kind == "table" else None
-        _store(settings, store_key(sha256, recorded), staging)
+        _store(settings, store_key(sha256, recorded), ingested.kind, staging)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return StoredParse(ingested.format, ingested.kind, ingested.rows, columns, checked, recorded)
@@ -340,7 +339,11 @@ def delete_dataset(session: Session, settings: Settings, tenant_id: str, dataset
     session.commit()
     sharing = session.scalars(select(Dataset).where(Dataset.sha256 == sha256))
     if not any(store_key(other.sha256, na_values_of(other)) == key for other in sharing):
-        shutil.rmtree(dataset_dir(settings, key), ignore_errors=True)
+        try:
+            get_store(settings).delete_prefix(dataset_prefix(key))
+        except StoreUnavailable:
+            # The dataset is gone for its tenant; its unshared bytes stay in the store, unused.
+            log.warning("dataset %s was deleted, but its stored parse %s could not be removed", dataset_id, key)
 
 
 def resolve_dataset(session: Session, tenant_id: str, ref: str) -> ResolvedDataset:

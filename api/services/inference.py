@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -14,10 +16,12 @@ from typing import Any
 
 import numpy as np
 from safetensors import safe_open
+from safetensors.numpy import load as load_safetensors
 from scipy.special import erf, expit, softmax
 
 from core.architecture import conv_plan
 from core.features import FeatureColumn
+from core.storage import Store
 
 # torch.nn.BatchNorm's default epsilon.
 BATCH_NORM_EPS = 1e-5
@@ -43,17 +47,13 @@ class LoadedArtifact:
         return len(self.mean)
 
 
-@lru_cache(maxsize=32)
-def _load(path: str, modified_ns: int) -> LoadedArtifact:
-    with safe_open(path, framework="np") as artifact:
-        metadata = artifact.metadata()
-        tensors = {name: artifact.get_tensor(name).astype(np.float64) for name in artifact.keys()}  # noqa: SIM118
+def _parse(tensors: dict[str, np.ndarray], metadata: dict[str, str]) -> LoadedArtifact:
     standardization = json.loads(metadata["standardization"])
     image_shape = json.loads(metadata["image_shape"])
     layout = json.loads(metadata.get("columns") or "null")
     fill = json.loads(metadata.get("fill") or "null")
     return LoadedArtifact(
-        tensors=tensors,
+        tensors={name: tensor.astype(np.float64) for name, tensor in tensors.items()},
         spec=json.loads(metadata["spec"]),
         task=metadata["task"],
         feature_names=json.loads(metadata["feature_names"]),
@@ -66,9 +66,46 @@ def _load(path: str, modified_ns: int) -> LoadedArtifact:
     )
 
 
+@lru_cache(maxsize=32)
+def _load(path: str, modified_ns: int) -> LoadedArtifact:
+    with safe_open(path, framework="np") as artifact:
+        metadata = artifact.metadata()
+        tensors = {name: artifact.get_tensor(name) for name in artifact.keys()}  # noqa: SIM118
+    return _parse(tensors, metadata)
+
+
 def load_artifact(path: Path) -> LoadedArtifact:
     """Loaded once per file version and kept: repeated predictions do not re-read the file."""
     return _load(str(path), path.stat().st_mtime_ns)
+
+
+def parse_artifact(data: bytes) -> LoadedArtifact:
+    """An artifact from its bytes: safetensors' 8-byte header length, its JSON header (whose
+    __metadata__ holds the strings), then the tensors."""
+    header_length = int.from_bytes(data[:8], "little")
+    metadata = json.loads(data[8 : 8 + header_length]).get("__metadata__") or {}
+    return _parse(load_safetensors(data), metadata)
+
+
+# A job's artifact under a key never changes (a partial one has a key of its own per attempt), so it is
+# read from the store once and kept: repeated predictions do not fetch it again.
+STORED_ARTIFACTS_KEPT = 32
+_stored: OrderedDict[tuple[str, str, str], LoadedArtifact] = OrderedDict()
+_stored_lock = threading.Lock()
+
+
+def load_stored_artifact(store: Store, job_id: str, key: str) -> LoadedArtifact:
+    cache_key = (store.location, job_id, key)
+    with _stored_lock:
+        if cache_key in _stored:
+            _stored.move_to_end(cache_key)
+            return _stored[cache_key]
+    loaded = parse_artifact(store.read_bytes(key))
+    with _stored_lock:
+        _stored[cache_key] = loaded
+        while len(_stored) > STORED_ARTIFACTS_KEPT:
+            _stored.popitem(last=False)
+    return loaded
 
 
 def _activation(name: str, x: np.ndarray) -> np.ndarray:

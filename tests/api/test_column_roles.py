@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from core.settings import get_settings
-from core.storage import dataset_dir, store_key
+from core.storage import dataset_object_key, get_store, store_key
 from tests.support.files import csv_bytes
 
 JOB: dict[str, Any] = {"dataset": "people@latest", "training": {"epochs": 1}}
@@ -221,11 +221,12 @@ def test_na_values_replace_the_default_and_key_the_parse(api_client: TestClient)
     second = api_client.post("/v1/jobs", json={"dataset": "regions@2", "features": ["region"]})
     assert second.status_code == 422 and "'region' (1)" in second.json()["detail"]
     # Two parses stored; deleting the first's only dataset removes its file and keeps the other's.
-    folders = {store_key(default["sha256"], default["na_values"]), store_key(own["sha256"], own["na_values"])}
-    assert len(folders) == 2 and all(dataset_dir(get_settings(), key).is_dir() for key in folders)
+    store = get_store(get_settings())
+    parses = {store_key(default["sha256"], default["na_values"]), store_key(own["sha256"], own["na_values"])}
+    assert len(parses) == 2 and all(store.exists(dataset_object_key(parse, "table")) for parse in parses)
     assert api_client.delete(f"/v1/datasets/{default['id']}").status_code == 204
-    assert not dataset_dir(get_settings(), store_key(default["sha256"], default["na_values"])).exists()
-    assert dataset_dir(get_settings(), store_key(own["sha256"], own["na_values"])).is_dir()
+    assert not store.exists(dataset_object_key(store_key(default["sha256"], default["na_values"]), "table"))
+    assert store.exists(dataset_object_key(store_key(own["sha256"], own["na_values"]), "table"))
 
 
 @pytest.mark.parametrize("field", ["NA", '{"a": 1}', "[1, 2]", json.dumps(["x"] * 101)])

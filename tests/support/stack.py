@@ -34,11 +34,13 @@ class Stack:
     def logs(self) -> str:
         return "\n".join(f"--- {name}.log ---\n{self.log_tail(name)}" for name in self.processes)
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *args: str, home: Path | None = None) -> subprocess.Popen[bytes]:
+        """`home`: a REGTRAIN_HOME of the process's own (a host that shares no folder with the others)."""
+        env = self.env if home is None else {**self.env, "REGTRAIN_HOME": str(home)}
         with (self.home / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "cli.main", *args],
-                env=self.env,
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -75,8 +77,13 @@ class Stack:
 
 
 def start_stack(
-    home: Path, database_url: str | None, broker_url: str | None, extra_env: dict[str, str] | None = None
+    home: Path,
+    database_url: str | None,
+    broker_url: str | None,
+    extra_env: dict[str, str] | None = None,
+    worker_home: Path | None = None,
 ) -> Stack:
+    """The API runs in `home` (where every process's log goes too); the worker in `worker_home` when given."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGTRAIN_")}
     env.update(
@@ -100,7 +107,7 @@ def start_stack(
         home=home, env=env, base_url=base_url, client=httpx.Client(base_url=base_url, timeout=30, headers=ADMIN_HEADERS)
     )
     stack.start("api", "api")
-    stack.start("worker", "worker")
+    stack.start("worker", "worker", home=worker_home)
     try:
         wait_until(lambda: stack.client.get("/readyz").status_code == 200, timeout=60, what="the API to be ready")
     except TimeoutError as exc:

@@ -99,3 +99,9 @@ def load_checkpoint_weights(path: Path) -> tuple[int, dict[str, torch.Tensor]]:
         epoch = int(stored.metadata()["epoch"])
         net = {name.removeprefix("net/"): stored.get_tensor(name) for name in stored.keys() if name.startswith("net/")}  # noqa: SIM118
     return epoch, net
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The epoch a checkpoint was written after, from its header alone."""
+    with safe_open(str(path), framework="pt") as stored:
+        return int(stored.metadata()["epoch"])

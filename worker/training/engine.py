@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -232,9 +233,11 @@ def train(
     *,
     member: int = 0,
     rows: SplitRows | None = None,
+    on_checkpoint: Callable[[int], None] | None = None,
 ) -> TrainOutcome:
     """Train to the end (or to early stopping). With `checkpoint_path`, a checkpoint is written after
-    every epoch, and an existing one is resumed from: the run continues exactly where it stopped.
+    every epoch, and an existing one is resumed from: the run continues exactly where it stopped;
+    `on_checkpoint(epoch)` is called after each write (the caller may copy the file elsewhere).
     Every draw comes from generators seeded from training.seed (worker/training/randomness.py);
     `member` selects the dropout stream: 0 for a job, k for the twin of a study's member k."""
     started = time.perf_counter()
@@ -345,6 +348,8 @@ def train(
                     histogram_edges=stats.edges,
                 ),
             )
+            if on_checkpoint is not None:
+                on_checkpoint(epoch)
         reported = time.perf_counter()
         progress.seconds["steps"] += steps_done - epoch_started
         progress.seconds["evaluation"] += evaluated - steps_done
