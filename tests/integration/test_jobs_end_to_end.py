@@ -246,4 +246,7 @@ def test_cli_submit_follow_prints_each_epoch_and_the_result(stack: Stack, tmp_pa
     lines = completed.stdout.splitlines()
     assert [line.split()[1] for line in lines if line.startswith("epoch ")] == ["1/3", "2/3", "3/3"]
     assert any(line.endswith(" succeeded") for line in lines)
-    assert '"accuracy"' in completed.stdout
+    # The result's metrics as a table: a header naming them, a row per split.
+    header = next(line for line in lines if line.split()[:2] == ["data_loss", "accuracy"])
+    assert "log_loss" in header and "roc_auc" in header
+    assert any(line.startswith("validation ") for line in lines)
