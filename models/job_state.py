@@ -88,7 +88,7 @@ def status_event(job: Job) -> dict[str, Any]:
 
 
 # A Core insert compiled once: one is written per epoch of every job.
-EVENT_INSERT = JobEvent.__table__.insert()
+EVENT_INSERT = JobEvent.metadata.tables[JobEvent.__tablename__].insert()
 
 
 def record_event(session: Session, job_id: str, kind: str, data: dict[str, Any]) -> None:

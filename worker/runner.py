@@ -114,8 +114,8 @@ class Lease:
 
 # Core inserts (no ORM bookkeeping), compiled once: an epoch's rows are written in about a millisecond,
 # which is most of what a small job's epoch costs beyond its training.
-EPOCH_INSERT = EpochMetric.__table__.insert()
-LAYER_INSERT = LayerStat.__table__.insert()
+EPOCH_INSERT = EpochMetric.metadata.tables[EpochMetric.__tablename__].insert()
+LAYER_INSERT = LayerStat.metadata.tables[LayerStat.__tablename__].insert()
 
 
 class DatabaseReporter:
