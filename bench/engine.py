@@ -63,11 +63,13 @@ def current_rss_mib() -> float:
 def run_job(epochs: int, device: str) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix="regtrain-bench-"))
     os.environ.update(REGTRAIN_HOME=str(home))
+    from sqlalchemy import select
+
     from api.schemas.job import JobCreate
     from core.db import session_scope
     from core.migrate import upgrade
     from core.settings import get_settings
-    from models import Job, JobStatus
+    from models import DEFAULT_TENANT, Job, JobStatus, Tenant
     from worker.datasets import LoadedData
     from worker.runner import run_job as run
     from worker.training import ArrayDataset
@@ -95,7 +97,10 @@ def run_job(epochs: int, device: str) -> dict[str, Any]:
         }
     ).model_dump(mode="json")
     with session_scope() as session:
+        # The tenant the migration makes: every job belongs to one.
+        tenant_id = session.scalars(select(Tenant.id).where(Tenant.name == DEFAULT_TENANT)).one()
         job = Job(
+            tenant_id=tenant_id,
             spec=spec,
             task="classification",
             device=device,

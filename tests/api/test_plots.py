@@ -12,11 +12,20 @@ import sys
 import threading
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.plots import Svg, png
 from tests.support.servers import wait_until
 from worker import runner
+
+
+@pytest.fixture
+def api_client(sqlite_api_client: TestClient) -> TestClient:
+    """On SQLite only: plots read what the services read, and those are tested on both databases;
+    drawing every plot twice would double this module's time for nothing it could find."""
+    return sqlite_api_client
+
 
 CLASSIFIER = {
     "name": "plot-wine",
