@@ -99,11 +99,12 @@ def record_event(session: Session, job_id: str, kind: str, data: dict[str, Any])
 def update_running(session: Session, job_id: str, attempt: int, **values: Any) -> bool:
     """Write to a running job only while `attempt` still owns it (fencing): False means the job was
     canceled, finished, or taken over, and the caller must stop."""
+    # A Core update (no ORM bookkeeping): it runs at every epoch and heartbeat of every job.
+    job = Job.metadata.tables[Job.__tablename__]
     statement = (
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.attempts == attempt)
+        job.update()
+        .where(job.c.id == job_id, job.c.status == JobStatus.RUNNING.value, job.c.attempts == attempt)
         .values(**values)
-        .execution_options(synchronize_session=False)
     )
     return session.execute(statement).rowcount == 1  # type: ignore[attr-defined]
 

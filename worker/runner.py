@@ -133,27 +133,7 @@ class DatabaseReporter:
             raise Canceled(epoch)
 
     def on_epoch(self, report: EpochReport) -> None:
-        validation, totals = report.validation or {}, report.totals
-
-        row = {
-            "job_id": self.job_id,
-            "epoch": report.epoch,
-            "train_data_loss": report.train_data_loss,
-            "l1_penalty": report.l1_penalty,
-            "l2_penalty": report.l2_penalty,
-            "val_data_loss": validation.get("data_loss"),
-            "val_accuracy": validation.get("accuracy"),
-            "val_r2": validation.get("r2"),
-            "val_rmse": validation.get("rmse"),
-            "weight_count": totals["count"],
-            "l1_norm": totals["l1_norm"],
-            "l2_norm": totals["l2_norm"],
-            "max_abs": totals["max_abs"],
-            "zero_fraction": totals["zero_fraction"],
-            "near_zero_fraction": totals["near_zero_fraction"],
-            "lr": report.lr,
-            "seconds": report.seconds,
-        }
+        row = {"job_id": self.job_id, **epoch_numbers(report)}
 
         def write() -> None:
             with session_scope() as session:
@@ -201,30 +181,38 @@ class DatabaseReporter:
         session.execute(LAYER_INSERT, rows)
 
 
+def epoch_numbers(report: EpochReport) -> dict[str, Any]:
+    """An epoch's numbers, as its epoch_metric row stores them."""
+    validation, totals = report.validation or {}, report.totals
+    return {
+        "epoch": report.epoch,
+        "train_data_loss": report.train_data_loss,
+        "l1_penalty": report.l1_penalty,
+        "l2_penalty": report.l2_penalty,
+        "val_data_loss": validation.get("data_loss"),
+        "val_accuracy": validation.get("accuracy"),
+        "val_r2": validation.get("r2"),
+        "val_rmse": validation.get("rmse"),
+        "weight_count": totals["count"],
+        "l1_norm": totals["l1_norm"],
+        "l2_norm": totals["l2_norm"],
+        "max_abs": totals["max_abs"],
+        "zero_fraction": totals["zero_fraction"],
+        "near_zero_fraction": totals["near_zero_fraction"],
+        "lr": report.lr,
+        "seconds": report.seconds,
+    }
+
+
+# What an epoch's row holds beyond its GET /metrics entry, which is what its event carries.
+NOT_IN_EVENT = ("weight_count", "max_abs")
+
+
 def epoch_event(report: EpochReport) -> dict[str, Any]:
     """An epoch's event: the numbers of its GET /metrics entry, how many epochs are planned, and when it
     was recorded."""
-    validation, totals = report.validation or {}, report.totals
-    return _finite(
-        {
-            "epoch": report.epoch,
-            "total_epochs": report.epochs,
-            "train_data_loss": report.train_data_loss,
-            "l1_penalty": report.l1_penalty,
-            "l2_penalty": report.l2_penalty,
-            "val_data_loss": validation.get("data_loss"),
-            "val_accuracy": validation.get("accuracy"),
-            "val_r2": validation.get("r2"),
-            "val_rmse": validation.get("rmse"),
-            "l1_norm": totals["l1_norm"],
-            "l2_norm": totals["l2_norm"],
-            "zero_fraction": totals["zero_fraction"],
-            "near_zero_fraction": totals["near_zero_fraction"],
-            "lr": report.lr,
-            "seconds": report.seconds,
-            "at": utcnow().isoformat(),
-        }
-    )
+    numbers = {name: value for name, value in epoch_numbers(report).items() if name not in NOT_IN_EVENT}
+    return _finite({**numbers, "total_epochs": report.epochs, "at": utcnow().isoformat()})
 
 
 def _finite(value: Any) -> Any:

@@ -57,9 +57,8 @@ def job_events(
     after: After = None,
 ) -> Response:
     """Follow a job live: its status changes and one event per finished epoch (Server-Sent Events)."""
-    resume = events.resume_point(last_event_id, after)
-    limit = settings.events_max_stream_seconds
-    return _respond(events.open_stream(session, sessions, caller.tenant_id, job_id, "train", resume, limit))
+    stream = events.open_stream(session, sessions, caller.tenant_id, job_id, "train", last_event_id, after, settings)
+    return _respond(stream)
 
 
 @router.get("/v1/studies/{study_id}/events", tags=["studies"], response_class=StreamingResponse, responses=RESPONSES)
@@ -73,6 +72,5 @@ def study_events(
     after: After = None,
 ) -> Response:
     """Follow a study live: its status changes and its progress after each fold of its members (Server-Sent Events)."""
-    resume = events.resume_point(last_event_id, after)
-    limit = settings.events_max_stream_seconds
-    return _respond(events.open_stream(session, sessions, caller.tenant_id, study_id, "study", resume, limit))
+    stream = events.open_stream(session, sessions, caller.tenant_id, study_id, "study", last_event_id, after, settings)
+    return _respond(stream)

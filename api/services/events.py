@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from api.services.jobs import get_job
 from core.errors import InvalidInput
+from core.settings import Settings
 from models import TERMINAL_STATUSES, Job, JobEvent, JobStatus
 
 # An epoch's event must reach its reader within 1 s of being recorded; a read every 0.2 s leaves most of
@@ -60,11 +61,14 @@ def open_stream(
     tenant_id: str,
     job_id: str,
     kind: str,
-    after: int,
-    max_seconds: float,
+    last_event_id: str | None,
+    after_id: int | None,
+    settings: Settings,
 ) -> EventStream:
     """Checks that the caller may read this job's (kind "train") or study's (kind "study") events, then
-    returns the stream of those after `after`."""
+    returns the stream of those after the resume point (see `resume_point`)."""
+    after = resume_point(last_event_id, after_id)
+    max_seconds = settings.events_max_stream_seconds
     job = get_job(session, tenant_id, job_id, kind)
     finished = JobStatus(job.status).value in TERMINAL
     pending = session.scalar(select(JobEvent.id).where(JobEvent.job_id == job.id, JobEvent.id > after).limit(1))
