@@ -27,8 +27,19 @@ total_epochs) or `progress` (data: done, total fits). The stream replays every e
 a `: keepalive` comment comes every 15 s. It also ends after REGTRAIN_EVENTS_MAX_STREAM_SECONDS; reconnect
 with Last-Event-ID to lose nothing."""
 
+# One event of the stream, as a reader parses it (OpenAPI 3.2 reads a stream's schema as the schema of
+# each of its events): its id, its type, and its data, a line of JSON.
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {"type": "string", "enum": ["status", "epoch", "progress"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+    "required": ["id", "event", "data"],
+}
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": FRAMES},
+    200: {"content": {"text/event-stream": {"schema": EVENT_SCHEMA}}, "description": FRAMES},
     204: {"description": "The job has ended and every event was already sent: nothing to reconnect for."},
 }
 LastEventId = Annotated[
