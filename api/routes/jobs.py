@@ -31,9 +31,9 @@ def create_job(
     session: SessionDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyDep = None,
-) -> dict[str, Any]:
+) -> JobRead:
     """Submit a training job; it is queued and trained by a worker. Defaults are filled in the stored spec."""
-    return jobs.submit(session, settings, caller.tenant_id, body, idempotency_key)
+    return JobRead.model_validate(jobs.submit(session, settings, caller.tenant_id, body, idempotency_key))
 
 
 @router.get("", response_model=JobPage)
@@ -43,10 +43,10 @@ def list_jobs(
     status: Annotated[JobStatusName | None, Query(description="Only jobs in this status.")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
-) -> dict[str, Any]:
+) -> JobPage:
     """List jobs, newest first."""
     items, total = jobs.list_jobs(session, caller.tenant_id, status, limit, offset)
-    return {"items": [jobs.job_read(job) for job in items], "total": total, "limit": limit, "offset": offset}
+    return JobPage(items=[jobs.job_read(job) for job in items], total=total, limit=limit, offset=offset)
 
 
 @router.get("/{job_id}", response_model=JobRead, responses=NOT_FOUND)
@@ -67,9 +67,9 @@ def cancel_job(job_id: str, caller: Writer, session: SessionDep) -> JobRead:
 
 
 @router.get("/{job_id}/metrics", response_model=MetricsRead, responses=NOT_FOUND)
-def get_metrics(job_id: str, caller: Reader, session: SessionDep) -> dict[str, Any]:
+def get_metrics(job_id: str, caller: Reader, session: SessionDep) -> MetricsRead:
     """Per-epoch metrics: data loss and penalty terms kept apart, validation metrics, weight norms."""
-    return {"epochs": jobs.job_metrics(session, caller.tenant_id, job_id)}
+    return MetricsRead.model_validate({"epochs": jobs.job_metrics(session, caller.tenant_id, job_id)})
 
 
 @router.get("/{job_id}/weights", response_model=WeightsRead, responses=NOT_FOUND)
