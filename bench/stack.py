@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -25,8 +26,28 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class StackClient(httpx.Client):
+    """A client of the stack's API that can also start more of its processes (stopped with the rest)."""
+
+    def __init__(self, home: Path, env: dict[str, str], processes: list[subprocess.Popen[bytes]], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.home, self.env, self.processes = home, env, processes
+
+    def start(self, role: str, log_name: str | None = None) -> subprocess.Popen[bytes]:
+        with (self.home / f"{log_name or role}.log").open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", role],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.processes.append(process)
+        return process
+
+
 @contextmanager
-def running(roles: tuple[str, ...] = ("api", "worker"), **settings: str) -> Iterator[httpx.Client]:
+def running(roles: tuple[str, ...] = ("api", "worker"), **settings: str) -> Iterator[StackClient]:
     """A client of the API (sending the admin key) while the processes run; they stop on exit."""
     home = Path(tempfile.mkdtemp(prefix="regtrain-bench-"))
     port = free_port()
@@ -40,20 +61,11 @@ def running(roles: tuple[str, ...] = ("api", "worker"), **settings: str) -> Iter
     )
     env.update({f"REGTRAIN_{name.upper()}": value for name, value in settings.items()})
     subprocess.run([sys.executable, "-m", "cli.main", "migrate"], env=env, check=True, capture_output=True)
-    processes = []
-    for role in roles:
-        with (home / f"{role}.log").open("ab") as log:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "cli.main", role],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
+    processes: list[subprocess.Popen[bytes]] = []
     headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60)
+    client = StackClient(home, env, processes, base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60)
+    for role in roles:
+        client.start(role)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -69,6 +81,7 @@ def running(roles: tuple[str, ...] = ("api", "worker"), **settings: str) -> Iter
     finally:
         client.close()
         for process in processes:
-            os.killpg(process.pid, signal.SIGTERM)
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
         for process in processes:
             process.wait(timeout=60)

@@ -123,6 +123,13 @@ class Settings(BaseSettings):
         description="Most often a worker puts a running job's checkpoint into a remote store (always the last one): "
         "a worker killed meanwhile costs at most this much training, which another worker redoes.",
     )
+    epoch_record_seconds: float = Field(
+        0.25,
+        ge=0,
+        description="Most often a worker writes a running job's epochs to the database: those that ended meanwhile "
+        "together, at most this often, and what is left when the attempt ends. The job's checkpoint follows its "
+        "recorded epochs. 0 writes every epoch on its own.",
+    )
     log_level: str = "info"
 
     @computed_field  # type: ignore[prop-decorator]

@@ -20,6 +20,7 @@ __all__ = [
     "IllegalTransition",
     "JobStatus",
     "record_event",
+    "record_events",
     "record_partial_artifact",
     "status_event",
     "transition",
@@ -93,7 +94,14 @@ EVENT_INSERT = JobEvent.metadata.tables[JobEvent.__tablename__].insert()
 
 def record_event(session: Session, job_id: str, kind: str, data: dict[str, Any]) -> None:
     """Adds an event to a job's stream, inside the caller's transaction."""
-    session.execute(EVENT_INSERT, {"job_id": job_id, "kind": kind, "data": data, "created_at": utcnow()})
+    record_events(session, job_id, kind, [data])
+
+
+def record_events(session: Session, job_id: str, kind: str, data: list[dict[str, Any]]) -> None:
+    """Adds events of one kind to a job's stream in their order, in one statement of the caller's transaction."""
+    now = utcnow()
+    rows = [{"job_id": job_id, "kind": kind, "data": item, "created_at": now} for item in data]
+    session.execute(EVENT_INSERT, rows[0] if len(rows) == 1 else rows)
 
 
 def update_running(session: Session, job_id: str, attempt: int, **values: Any) -> bool:

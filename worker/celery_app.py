@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_process_init, worker_shutting_down
+from celery.signals import worker_process_init, worker_ready, worker_shutting_down
 
 from core.celery_app import make_celery
 from core.db import dispose_engine
@@ -21,6 +21,12 @@ def _hand_back_running_jobs(**_: Any) -> None:
     from worker.runner import SHUTTING_DOWN
 
     SHUTTING_DOWN.set()
+
+
+@worker_ready.connect
+def _say_ready(**_: Any) -> None:
+    # On stdout whatever the log level: from here on the worker takes jobs (and those handed back to it).
+    print("regtrain worker: ready", flush=True)
 
 
 @worker_process_init.connect

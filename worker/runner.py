@@ -36,13 +36,14 @@ from core.db import session_scope
 from core.errors import ObjectMissing, StoreUnavailable
 from core.settings import get_settings
 from core.storage import artifact_object_key, get_store
-from models import EpochMetric, Job, JobStatus, LayerStat, job_queue, record_event, transition, update_running
+from models import EpochMetric, Job, JobStatus, LayerStat, job_queue, record_events, transition, update_running
 from models.base import utcnow
 from models.job_state import record_partial_artifact
 from worker.artifacts import write_artifact, write_partial_artifact
 from worker.datasets import DatasetUnavailable, LoadedData, load_dataset
 from worker.storage import CheckpointSync, put_when_written
 from worker.training import Canceled, Diverged, EpochReport, InvalidData, TrainConfig, train
+from worker.training.checkpoint import Checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -119,66 +120,105 @@ LAYER_INSERT = LayerStat.metadata.tables[LayerStat.__tablename__].insert()
 
 
 class DatabaseReporter:
-    def __init__(self, job_id: str, lease: Lease) -> None:
-        self.job_id, self.lease = job_id, lease
-        # Whether an earlier attempt recorded epochs that this one redoes (known at its first write).
-        self.redoing: bool | None = None
+    """Records a running attempt's epochs: those that finished meanwhile together, at most once every
+    REGTRAIN_EPOCH_RECORD_SECONDS, in one fenced transaction each (rows, layer statistics, events,
+    progress and heartbeat), and what is left when the attempt ends. A small job's twenty epochs are one
+    write, not twenty, and a live stream still sees each epoch within that interval of its end.
+
+    A checkpoint is written only once its epoch is recorded: one ahead of the recorded epochs would
+    resume the job with a hole in its metrics. A worker killed before a write leaves the previous one,
+    from which the job redoes the epochs after it (replacing any that were recorded)."""
+
+    def __init__(self, job_id: str, lease: Lease, checkpoint: CheckpointSync, every_seconds: float) -> None:
+        self.job_id, self.lease, self.checkpoint, self.every = job_id, lease, checkpoint, every_seconds
+        self.recorded = 0  # the last epoch in the database
+        self._epochs: list[tuple[EpochReport, dict[str, Any]]] = []  # with its event, stamped when it ended
+        self._layers: list[tuple[int, list[dict[str, Any]]]] = []  # on_layers, for the next write
+        self._written_at = time.monotonic()  # a job shorter than the interval is written once, at its end
+        self._first_write = True
+        self._checkpoint: Checkpoint | None = None  # the engine's latest, while its epoch is not recorded yet
 
     def should_stop(self) -> bool:
         return self.lease.stop_reason() is not None
+
+    def on_epoch(self, report: EpochReport) -> None:
+        self._epochs.append((report, epoch_event(report)))
+        if time.monotonic() - self._written_at >= self.every:
+            self.write()
+
+    def on_layers(self, epoch: int, layers: list[dict[str, Any]]) -> None:
+        self._layers.append((epoch, layers))
+
+    def checkpointed(self, state: Checkpoint) -> None:
+        """The engine's callback with an epoch's checkpoint: written now if that epoch is recorded, else
+        held until it is (the next write, or the attempt's end)."""
+        self._checkpoint = state
+        self._keep_checkpoint()
+
+    def _keep_checkpoint(self) -> None:
+        state = self._checkpoint
+        if state is not None and state.epoch <= self.recorded:
+            save_checkpoint(self.checkpoint.path, state)
+            self._checkpoint = None
+            self.checkpoint.written(state.epoch)
+
+    def settle(self, *, quietly: bool = False) -> None:
+        """The attempt ends while it owns the job: record what is pending, and keep the checkpoint that
+        goes with it. `quietly`: on the way out after a failure, a failure here is logged, not raised."""
+        try:
+            self.write()
+            self._keep_checkpoint()
+        except Exception:
+            if not quietly:
+                raise
+            log.warning("job %s: could not record its last epochs", self.job_id, exc_info=True)
+
+    def write(self) -> None:
+        epochs, layers = self._epochs, self._layers
+        if not epochs and not layers:
+            return
+        last = epochs[-1][0].epoch if epochs else self.recorded
+        redo_from = epochs[0][0].epoch if epochs and self._first_write and self.lease.attempt > 1 else None
+
+        def write() -> None:
+            with session_scope() as session:
+                self._owned(session, last, **({"progress_epoch": last} if epochs else {}))
+                if redo_from is not None:
+                    # A resumed attempt redoes the epochs after its checkpoint; their numbers are the same,
+                    # and replacing them keeps each epoch recorded once.
+                    self._clear(session, EpochMetric.epoch >= redo_from, LayerStat.epoch >= redo_from)
+                if epochs:
+                    session.execute(EPOCH_INSERT, [{"job_id": self.job_id, **epoch_numbers(r)} for r, _ in epochs])
+                    record_events(session, self.job_id, "epoch", [event for _, event in epochs])
+                # The kept weights' statistics (on_layers) replace any their epoch was recorded with.
+                by_epoch = {r.epoch: r.layers for r, _ in epochs if r.layers is not None}
+                for epoch, stats in layers:
+                    self._clear(session, None, LayerStat.epoch == epoch)
+                    by_epoch[epoch] = stats
+                self._insert_layers(session, list(by_epoch.items()))
+
+        retrying(write)
+        self._epochs, self._layers = [], []
+        self.recorded, self._first_write, self._written_at = last, False, time.monotonic()
 
     def _owned(self, session: Session, epoch: int, **values: Any) -> None:
         if not update_running(session, self.job_id, self.lease.attempt, heartbeat_at=utcnow(), **values):
             self.lease.lost.set()
             raise Canceled(epoch)
 
-    def on_epoch(self, report: EpochReport) -> None:
-        row = {"job_id": self.job_id, **epoch_numbers(report)}
+    def _clear(self, session: Session, epochs: Any, layers: Any) -> None:
+        if epochs is not None:
+            session.execute(delete(EpochMetric).where(EpochMetric.job_id == self.job_id, epochs))
+        session.execute(delete(LayerStat).where(LayerStat.job_id == self.job_id, layers))
 
-        def write() -> None:
-            with session_scope() as session:
-                self._owned(session, report.epoch, progress_epoch=report.epoch)
-                # A resumed attempt redoes the epochs after its checkpoint; their numbers are the same, and
-                # replacing them keeps each epoch recorded once.
-                if self._redoes(session, report.epoch):
-                    self._clear(session, report.epoch, layers_too=True)
-                session.execute(EPOCH_INSERT, row)
-                if report.layers is not None:
-                    self._insert_layers(session, report.epoch, report.layers)
-                record_event(session, self.job_id, "epoch", epoch_event(report))
-
-        retrying(write)
-
-    def on_layers(self, epoch: int, layers: list[dict[str, Any]]) -> None:
-        def write() -> None:
-            with session_scope() as session:
-                self._owned(session, epoch)
-                self._clear(session, epoch, layers_too=False)
-                self._insert_layers(session, epoch, layers)
-
-        retrying(write)
-
-    def _redoes(self, session: Session, first_epoch: int) -> bool:
-        if self.redoing is None:
-            # A first attempt redoes nothing; a later one, only if an earlier one got this far.
-            self.redoing = self.lease.attempt > 1 and (
-                session.scalar(
-                    select(EpochMetric.id)
-                    .where(EpochMetric.job_id == self.job_id, EpochMetric.epoch >= first_epoch)
-                    .limit(1)
-                )
-                is not None
-            )
-        return self.redoing
-
-    def _clear(self, session: Session, epoch: int, layers_too: bool) -> None:
-        if layers_too:
-            session.execute(delete(EpochMetric).where(EpochMetric.job_id == self.job_id, EpochMetric.epoch == epoch))
-        session.execute(delete(LayerStat).where(LayerStat.job_id == self.job_id, LayerStat.epoch == epoch))
-
-    def _insert_layers(self, session: Session, epoch: int, layers: list[dict[str, Any]]) -> None:
-        rows = [{**layer, "job_id": self.job_id, "epoch": epoch, "position": i} for i, layer in enumerate(layers)]
-        session.execute(LAYER_INSERT, rows)
+    def _insert_layers(self, session: Session, epochs: list[tuple[int, list[dict[str, Any]]]]) -> None:
+        rows = [
+            {**layer, "job_id": self.job_id, "epoch": epoch, "position": i}
+            for epoch, layers in epochs
+            for i, layer in enumerate(layers)
+        ]
+        if rows:
+            session.execute(LAYER_INSERT, rows)
 
 
 def epoch_numbers(report: EpochReport) -> dict[str, Any]:
@@ -262,7 +302,8 @@ def run_job(job_id: str, load: Callable[[str, str, str, list[str] | None], Loade
     on. `load` maps (dataset id, sha256, target, the spec's feature columns) to arrays; benchmarks pass
     their own data through it."""
     if SHUTTING_DOWN.is_set():
-        return  # a message taken during shutdown; the job stays queued for another worker
+        _pass_message_on(job_id)
+        return
     with session_scope() as session:
         job = job_queue.claim_fair(session, get_settings(), job_id)
         if job is None:
@@ -294,6 +335,20 @@ class ClaimedJob:
     kind: str = "train"
 
 
+def _pass_message_on(job_id: str) -> None:
+    """A message this worker took while shutting down (on the embedded broker, often the very one it
+    published when it handed its job back) is published again, so that the job waits for the next
+    worker and not for the sweeper. Best effort: if the database or broker is down, the sweeper will."""
+    try:
+        with session_scope() as session:
+            queue = session.scalar(select(Job.queue).where(Job.id == job_id))
+    except Exception:
+        log.warning("could not pass on the message for job %s; the sweeper will", job_id, exc_info=True)
+        return
+    if queue is not None and enqueue_job(job_id, queue):
+        log.info("shutting down: the message for job %s goes back to queue %s", job_id, queue)
+
+
 def _pass_slot_on(tenant_id: str) -> None:
     """The job ended or went back to the queue: one of its tenant's running slots is free. Best effort:
     if the database or broker is down, the sweeper re-sends for the jobs that could start."""
@@ -313,6 +368,7 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
     config: TrainConfig | None = None
     with Lease(job_id, attempt, settings.job_time_limit_seconds) as lease:
         checkpoint = CheckpointSync(store, settings, job_id, owned=lambda: not lease.lost.is_set())
+        reporter = DatabaseReporter(job_id, lease, checkpoint, settings.epoch_record_seconds)
 
         def stopping() -> bool:
             return lease.stop_reason() is not None
@@ -327,10 +383,11 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
             outcome = train(
                 config,
                 data.arrays,
-                DatabaseReporter(job_id, lease),
+                reporter,
                 checkpoint_path=checkpoint.path,
-                on_checkpoint=checkpoint.written,
+                on_checkpoint=reporter.checkpointed,
             )
+            reporter.settle()
             artifact_key = f"{job_id}.safetensors"
             with put_when_written(store, artifact_object_key(artifact_key), give_up=stopping) as path:
                 write_artifact(path, outcome, spec, task, data.layout)
@@ -339,9 +396,11 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
             if reason == "shutdown":
                 # No partial artifact: the job resumes from its checkpoint and finishes elsewhere; the
                 # store gets that checkpoint before the job is queued again.
+                reporter.settle(quietly=True)
                 checkpoint.finish()
                 _hand_back(job_id, attempt)
             elif reason == "timeout":
+                reporter.settle(quietly=True)
                 _fail(
                     claimed,
                     keep_partial(),
@@ -357,17 +416,21 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
         except Diverged as exc:
             # The checkpoint is the last epoch before divergence (an epoch's checkpoint is written only
             # after its losses were found finite); its weights are checked finite again before serving.
+            reporter.settle(quietly=True)
             _fail(claimed, keep_partial(), error_type="diverged", error_message=str(exc))
             return
         except (InvalidData, DatasetUnavailable) as exc:
+            reporter.settle(quietly=True)
             _fail(claimed, keep_partial(), error_type="invalid_data", error_message=str(exc))
             return
         except StoreUnavailable as exc:
             log.warning("job %s: the store stayed unavailable (%s)", job_id, exc.detail)
+            reporter.settle(quietly=True)
             checkpoint.finish()
             _hand_back(job_id, attempt, "the store is unavailable")
             return
         except ObjectMissing as exc:
+            reporter.settle(quietly=True)
             _fail(claimed, keep_partial(), **missing_object_error(job_id, exc))
             return
         except Exception:
@@ -375,6 +438,7 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
             # reference the job shows, so that an operator can find it and the user is not blamed.
             reference = str(uuid.uuid4())
             log.exception("job %s failed with an internal error; reference %s", job_id, reference)
+            reporter.settle(quietly=True)
             _fail(
                 claimed,
                 keep_partial(),

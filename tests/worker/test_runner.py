@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
+from core.celery_app import queue_depth
 from core.db import get_session_factory
 from core.settings import Settings
 from models import JobStatus, transition
@@ -78,3 +79,17 @@ def test_a_cancel_stops_the_attempt_and_keeps_its_epochs(settings: Settings) -> 
     job, epochs = load(job_id)
     assert job.status == "canceled" and job.result is None
     assert len(epochs) < 50
+
+
+def test_a_message_taken_during_shutdown_goes_back_to_the_queue(settings: Settings) -> None:
+    """A worker shutting down may be handed a message (on the embedded broker, often the one it published
+    when it handed its own job back): it publishes it again, so the job waits for the next worker, not for
+    the sweeper."""
+    job_id = submit({**LONG, "training": {**LONG["training"], "epochs": 1}})
+    job, _ = load(job_id)
+    before = queue_depth(job.queue)
+    runner.SHUTTING_DOWN.set()
+    runner.run_job(job_id)
+    job, epochs = load(job_id)
+    assert (job.status, job.attempts, epochs) == ("queued", 0, [])
+    assert queue_depth(job.queue) == before + 1

@@ -27,6 +27,26 @@ class Checkpoint:
     progress: dict[str, Any]
     histogram_edges: dict[str, list[float]]
 
+    def copy(self) -> Checkpoint:
+        """A copy that the next training steps cannot change (they update the weights and the optimizer's
+        state in place), to be written later. On the training device: nothing is moved to the host."""
+        optimizer = {
+            "state": {
+                index: {k: v.detach().clone() if isinstance(v, torch.Tensor) else v for k, v in entries.items()}
+                for index, entries in self.optimizer["state"].items()
+            },
+            "param_groups": self.optimizer["param_groups"],
+        }
+        return Checkpoint(
+            epoch=self.epoch,
+            net={k: v.detach().clone() for k, v in self.net.items()},
+            optimizer=optimizer,
+            rng=self.rng.clone(),
+            best_state=self.best_state,  # replaced when it improves, never changed in place
+            progress={**self.progress, "seconds": dict(self.progress.get("seconds", {}))},
+            histogram_edges=dict(self.histogram_edges),
+        )
+
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors: dict[str, torch.Tensor] = {}

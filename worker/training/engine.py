@@ -233,11 +233,13 @@ def train(
     *,
     member: int = 0,
     rows: SplitRows | None = None,
-    on_checkpoint: Callable[[int], None] | None = None,
+    on_checkpoint: Callable[[Checkpoint], None] | None = None,
 ) -> TrainOutcome:
-    """Train to the end (or to early stopping). With `checkpoint_path`, a checkpoint is written after
-    every epoch, and an existing one is resumed from: the run continues exactly where it stopped;
-    `on_checkpoint(epoch)` is called after each write (the caller may copy the file elsewhere).
+    """Train to the end (or to early stopping). With `checkpoint_path`, an existing checkpoint there is
+    resumed from (the run continues exactly where it stopped), and a checkpoint is written there after
+    every epoch; with `on_checkpoint`, each epoch's checkpoint is handed to it instead, as a copy in
+    memory, for the caller to write when it chooses (worker/runner.py writes only what goes with the
+    epochs it has recorded).
     Every draw comes from generators seeded from training.seed (worker/training/randomness.py);
     `member` selects the dropout stream: 0 for a job, k for the twin of a study's member k."""
     started = time.perf_counter()
@@ -335,21 +337,20 @@ def train(
             )
         )
         epochs_run = epoch
-        if checkpoint_path is not None:
-            save_checkpoint(
-                checkpoint_path,
-                Checkpoint(
-                    epoch=epoch,
-                    net=net.state_dict(),
-                    optimizer=optimizer.state_dict(),
-                    rng=masks.get_state(),
-                    best_state=best_state,
-                    progress=progress.__dict__,
-                    histogram_edges=stats.edges,
-                ),
+        if checkpoint_path is not None or on_checkpoint is not None:
+            saved_state = Checkpoint(
+                epoch=epoch,
+                net=net.state_dict(),
+                optimizer=optimizer.state_dict(),
+                rng=masks.get_state(),
+                best_state=best_state,
+                progress=progress.__dict__,
+                histogram_edges=stats.edges,
             )
             if on_checkpoint is not None:
-                on_checkpoint(epoch)
+                on_checkpoint(saved_state.copy())
+            elif checkpoint_path is not None:
+                save_checkpoint(checkpoint_path, saved_state)
         reported = time.perf_counter()
         progress.seconds["steps"] += steps_done - epoch_started
         progress.seconds["evaluation"] += evaluated - steps_done
