@@ -123,6 +123,12 @@ class Settings(BaseSettings):
         description="Most often a worker puts a running job's checkpoint into a remote store (always the last one): "
         "a worker killed meanwhile costs at most this much training, which another worker redoes.",
     )
+    dataset_cache_bytes: int = Field(
+        20 * 2**30,
+        ge=0,
+        description="Most a worker keeps in its cache of datasets fetched from a remote store: past this, the least "
+        "recently used are removed (never one used in the last minute), and fetched again when a job needs them.",
+    )
     epoch_record_seconds: float = Field(
         0.25,
         ge=0,

@@ -125,6 +125,10 @@ class Store(Protocol):
         """Removes every object whose key starts with `prefix`; returns how many."""
         ...
 
+    def probe(self) -> None:
+        """Raises StoreUnavailable when the store cannot be used right now; quick (for readiness checks)."""
+        ...
+
     def local_path(self, key: str) -> Path | None:
         """The object's own file when the store is a folder on this host (read or written in place, no
         copy); None for a remote store."""
@@ -267,6 +271,14 @@ class LocalStore:
     def local_path(self, key: str) -> Path:
         return self._path(key)
 
+    def probe(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unavailable(".", exc) from exc
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise self._unavailable(".", PermissionError(f"{self.root} is not writable"))
+
 
 # What an S3 request may take before the store counts as unreachable: connecting is quick on a working
 # network; reads may wait on a busy store. botocore's standard retry mode retries throttling, 5xx and
@@ -277,6 +289,8 @@ S3_ATTEMPTS = 3
 # Above this size an upload is multipart (parts of this size, at least S3's 5 MiB); the object appears only
 # when the upload completes.
 S3_MULTIPART_BYTES = 64 * 1024 * 1024
+# A readiness probe answers within this, in one attempt.
+S3_PROBE_TIMEOUT_SECONDS = 2
 # Error codes of a key (or bucket) that is not there.
 S3_MISSING_KEY = {"NoSuchKey", "404", "NotFound"}
 
@@ -301,6 +315,7 @@ class S3Store:
         # Kept as SecretStr: their repr and str are masked wherever this object is printed.
         self._access_key_id, self._secret_access_key = access_key_id, secret_access_key
         self._client: Any = None
+        self._probe_client: Any = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -314,7 +329,25 @@ class S3Store:
                 self._client = self._make_client()
             return self._client
 
-    def _make_client(self) -> Any:
+    def probe(self) -> None:
+        with self._lock:
+            if self._probe_client is None:
+                self._probe_client = self._make_client(
+                    connect_timeout=S3_PROBE_TIMEOUT_SECONDS, read_timeout=S3_PROBE_TIMEOUT_SECONDS, attempts=1
+                )
+        try:
+            self._probe_client.head_bucket(Bucket=self.bucket)
+        except self._errors() as exc:
+            translated = self._translate(f"bucket {self.bucket}", exc)
+            # A bucket that is not there is no missing object: nothing can be stored.
+            raise StoreUnavailable(UNAVAILABLE) if isinstance(translated, ObjectMissing) else translated from exc
+
+    def _make_client(
+        self,
+        connect_timeout: float = S3_CONNECT_TIMEOUT_SECONDS,
+        read_timeout: float = S3_READ_TIMEOUT_SECONDS,
+        attempts: int = S3_ATTEMPTS,
+    ) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -325,9 +358,9 @@ class S3Store:
                 library.setLevel(logging.INFO)
         session = boto3.session.Session()
         config = Config(
-            connect_timeout=S3_CONNECT_TIMEOUT_SECONDS,
-            read_timeout=S3_READ_TIMEOUT_SECONDS,
-            retries={"total_max_attempts": S3_ATTEMPTS, "mode": "standard"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"total_max_attempts": attempts, "mode": "standard"},
             # Stores other than AWS (SeaweedFS, MinIO) serve buckets as paths, not as host names.
             s3={"addressing_style": "path" if self.endpoint_url else "auto"},
             # Checksums only where the API requires them: not every S3-compatible store knows the newer ones.

@@ -2,7 +2,8 @@
 
 A worker keeps a copy of each dataset it trains on under its own home, cache/datasets/<parse>/,
 fetched from the store once (to a temporary file, then renamed: jobs running side by side on one
-worker never see part of it), so that it never needs the API's disk. With the local store on this
+worker never see part of it), so that it never needs the API's disk. The cache is bounded
+(REGTRAIN_DATASET_CACHE_BYTES): the least recently used copies make room for a new one. With the local store on this
 host the store's own file is read in place, not copied.
 
 Each process also keeps the last few datasets it loaded, keyed by the stored parse (sha256 and
@@ -12,6 +13,9 @@ at submit)."""
 
 from __future__ import annotations
 
+import logging
+import os
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,10 +30,12 @@ from core.db import session_scope
 from core.errors import ObjectMissing
 from core.features import FeatureColumn, encode, feature_names
 from core.settings import get_settings
-from core.storage import dataset_object_key, get_store, store_key
+from core.storage import TEMPORARY_PREFIX, dataset_object_key, get_store, store_key
 from models import Dataset
 from worker.storage import retrying_store
 from worker.training import ArrayDataset
+
+log = logging.getLogger(__name__)
 
 
 class DatasetUnavailable(Exception):
@@ -126,10 +132,42 @@ def dataset_file(key: str) -> Path:
         if not in_place.is_file():
             raise ObjectMissing(f"{key} is not in the store.")
         return in_place
-    cached = settings.home / "cache" / key
-    if not cached.is_file():
-        retrying_store(lambda: store.get_to_file(key, cached), f"fetching {key}")
+    cache = settings.home / "cache"
+    cached = cache / key
+    if cached.is_file():
+        os.utime(cached)  # its last use, which eviction goes by
+        return cached
+    retrying_store(lambda: store.get_to_file(key, cached), f"fetching {key}")
+    evict_least_recently_used(cache, settings.dataset_cache_bytes, keep=cached)
     return cached
+
+
+# A cached file used this recently is never evicted: a job on this worker may be about to open it.
+IN_USE_SECONDS = 60.0
+
+
+def evict_least_recently_used(cache: Path, limit_bytes: int, keep: Path) -> list[Path]:
+    """Removes cached datasets, least recently used first, until the cache holds at most `limit_bytes`;
+    never `keep` nor a file used in the last IN_USE_SECONDS. A job that has read a file keeps its arrays
+    in memory, so removing the file costs only a fetch the next time. Returns what was removed."""
+    now = time.time()
+    files = []
+    for path in cache.rglob("*"):
+        if path.is_file() and not path.name.startswith(TEMPORARY_PREFIX):
+            stat = path.stat()
+            files.append((stat.st_mtime, stat.st_size, path))
+    total = sum(size for _, size, _ in files)
+    removed = []
+    for used_at, size, path in sorted(files):
+        if total <= limit_bytes:
+            break
+        if path == keep or now - used_at < IN_USE_SECONDS:
+            continue
+        path.unlink(missing_ok=True)
+        total -= size
+        removed.append(path)
+        log.info("dataset cache over %d bytes: removed %s", limit_bytes, path.relative_to(cache))
+    return removed
 
 
 def load_dataset(dataset_id: str, sha256: str, target: str, features: list[str] | None = None) -> LoadedData:

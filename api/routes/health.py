@@ -4,7 +4,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import SessionDep
-from api.services.health import check_readiness
+from api.services.health import check_readiness, readiness_status
 
 router = APIRouter(tags=["health"])
 
@@ -17,7 +17,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "The database or the broker is unreachable."}})
 def readyz(session: SessionDep) -> JSONResponse:
-    """The database and the broker are reachable (503 otherwise, with which one failed)."""
+    """The database and the broker are reachable (503 otherwise, with which one failed). The object store
+    is reported too; without it the process still serves metadata, so it is `degraded`, not 503."""
     checks = check_readiness(session)
-    ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ok" if ready else "unavailable", **checks}, status_code=200 if ready else 503)
+    status = readiness_status(checks)
+    return JSONResponse({"status": status, **checks}, status_code=503 if status == "unavailable" else 200)

@@ -1,4 +1,4 @@
-"""Readiness: can this process reach the database and the broker right now?"""
+"""Readiness: can this process reach the database, the broker and the object store right now?"""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.celery_app import get_celery
+from core.errors import StoreUnavailable
+from core.settings import get_settings
+from core.storage import get_store
 
 BROKER_CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -23,4 +26,20 @@ def check_readiness(session: Session) -> dict[str, str]:
         checks["broker"] = "ok"
     except Exception as exc:
         checks["broker"] = f"unreachable: {type(exc).__name__}"
+    try:
+        get_store(get_settings()).probe()
+        checks["store"] = "ok"
+    except StoreUnavailable:
+        checks["store"] = "unreachable"
     return checks
+
+
+# Without these nothing works; without the store only what reads or writes objects does (503 with
+# Retry-After), and job and dataset metadata stay readable, so the process keeps serving: `degraded`.
+ESSENTIAL = ("database", "broker")
+
+
+def readiness_status(checks: dict[str, str]) -> str:
+    if any(checks[name] != "ok" for name in ESSENTIAL):
+        return "unavailable"
+    return "ok" if all(value == "ok" for value in checks.values()) else "degraded"

@@ -243,4 +243,4 @@ def test_bad_query_parameters_are_422(api_client: TestClient) -> None:
 
 def test_health_and_readiness(api_client: TestClient) -> None:
     assert api_client.get("/healthz").json() == {"status": "ok"}
-    assert api_client.get("/readyz").json() == {"status": "ok", "database": "ok", "broker": "ok"}
+    assert api_client.get("/readyz").json() == {"status": "ok", "database": "ok", "broker": "ok", "store": "ok"}

@@ -154,6 +154,27 @@ def test_an_unreachable_store_is_unavailable(tmp_path: Path, caplog: pytest.LogC
     assert f"s3://{BUCKET}/contract-" in caplog.text and "EndpointConnectionError" in caplog.text
 
 
+def test_a_probe_says_whether_the_store_can_be_used_now(store: Store) -> None:
+    store.probe()  # a working store: no error
+
+
+def test_a_probe_of_a_store_that_cannot_be_used_is_unavailable(tmp_path: Path) -> None:
+    unreachable = make_store(s3_settings(tmp_path, f"http://127.0.0.1:{free_port()}"))
+    blocked = tmp_path / "a-file"
+    blocked.write_bytes(b"")
+    for store in (unreachable, LocalStore(blocked / "store")):
+        with pytest.raises(StoreUnavailable) as raised:
+            store.probe()
+        assert raised.value.detail == "The object store is unavailable right now; retry in a few seconds."
+
+
+def test_a_probe_of_a_bucket_that_is_not_there_is_unavailable(s3_server: SeaweedFS, tmp_path: Path) -> None:
+    settings = s3_settings(tmp_path, s3_server.endpoint_url)
+    settings.storage_url = f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/x"
+    with pytest.raises(StoreUnavailable):
+        make_store(settings).probe()
+
+
 def test_credentials_never_show(s3_server: SeaweedFS, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     wrong_secret = "wrong-secret-" + uuid.uuid4().hex

@@ -158,7 +158,9 @@ def test_a_store_outage_is_503_for_what_needs_it_and_loses_no_job(deployment: De
         artifact = stack.client.get(f"/v1/jobs/{trained['id']}/artifact")
         assert artifact.status_code == 503 and int(artifact.headers["retry-after"]) > 0
         assert artifact.json()["detail"] == "The object store is unavailable right now; retry in a few seconds."
-        # Metadata lives in the database: it stays readable.
+        # Metadata lives in the database: it stays readable, and the API says it is degraded, not down.
+        ready = stack.client.get("/readyz")
+        assert (ready.status_code, ready.json()["status"], ready.json()["store"]) == (200, "degraded", "unreachable")
         assert stack.client.get("/v1/jobs").status_code == 200
         assert stack.client.get(f"/v1/jobs/{trained['id']}/metrics").status_code == 200
         assert stack.client.get("/v1/datasets").json()["total"] >= 2

@@ -7,7 +7,9 @@ artifacts are in the store, not on its disk."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from tests.support.jobs import load, submit
 from tests.support.s3 import SeaweedFS
 from tests.support.servers import wait_until
 from worker import runner
-from worker.datasets import load_dataset
+from worker.datasets import dataset_file, evict_least_recently_used, load_dataset
 from worker.training import NullReporter, TrainConfig, train
 from worker.training.checkpoint import checkpoint_epoch
 
@@ -128,3 +130,43 @@ def test_a_canceled_job_keeps_its_partial_weights_in_the_store(hosts: Hosts) -> 
     assert set(partial) >= {"hidden.0.linear.weight", "output.weight"}
     assert job.artifact_epoch == max(epochs)
     assert not list(settings.home.rglob("*.safetensors")), "nothing of the job stays on the worker's disk"
+
+
+def test_the_dataset_cache_keeps_to_its_limit_least_recently_used_first(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    now = time.time()
+    ages = {"oldest": 3600, "older": 1800, "recent": 10, "new": 0}
+    for name, age in ages.items():
+        path = cache / "datasets" / name / "table.parquet"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x" * 1000)
+        os.utime(path, (now - age, now - age))
+    (cache / "datasets" / ".incoming-abc-table.parquet").write_bytes(b"x" * 5000)  # a fetch under way
+    keep = cache / "datasets" / "new" / "table.parquet"
+
+    removed = evict_least_recently_used(cache, 2500, keep=keep)
+    # Oldest first, and only as many as needed; the fetch under way is neither counted nor removed.
+    assert [p.parent.name for p in removed] == ["oldest", "older"]
+    assert sorted(p.parent.name for p in cache.rglob("table.parquet")) == ["new", "recent"]
+    assert (cache / "datasets" / ".incoming-abc-table.parquet").exists()
+    # Over the limit with only files in use left: none of them is removed.
+    assert evict_least_recently_used(cache, 0, keep=keep) == []
+
+
+def test_a_worker_fetches_a_dataset_once_and_evicts_beyond_its_limit(
+    hosts: Hosts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = hosts.become("host-a")
+    store = get_store(settings)
+    store.put_bytes("datasets/one/table.parquet", b"1" * 3000)
+    store.put_bytes("datasets/two/table.parquet", b"2" * 3000)
+    monkeypatch.setattr(settings, "dataset_cache_bytes", 4000)
+    first = dataset_file("datasets/one/table.parquet")
+    assert first.read_bytes() == b"1" * 3000 and first.is_relative_to(settings.home / "cache")
+    old = time.time() - 3600
+    os.utime(first, (old, old))
+    second = dataset_file("datasets/two/table.parquet")
+    assert second.read_bytes() == b"2" * 3000
+    assert not first.exists(), "the least recently used copy made room"
+    # Used again: fetched again, and counted as just used.
+    assert dataset_file("datasets/one/table.parquet").read_bytes() == b"1" * 3000
