@@ -66,11 +66,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     settings.ensure_home()
     prepare_sqlite_broker(settings)
-    # OpenMP threads that sleep between parallel regions instead of spinning: measured on 2 cores, two
-    # worker processes ran small jobs (iris, 20 epochs) 3-10x faster, since a spinning thread holds a
-    # core another process needs; one large MLP alone on the machine ran about 5% slower. Set before
-    # torch loads its OpenMP runtime; an operator's own OMP_WAIT_POLICY wins.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # OpenMP threads that spin only briefly (1,000 turns) after a parallel region, then sleep. Measured on 2
+    # cores with small jobs (iris, 20 epochs, run_job in-process): spinning as long as libgomp does by
+    # default, two worker processes took 600 ms a job each, since a spinning thread holds a core the other
+    # needs; sleeping at once (OMP_WAIT_POLICY=PASSIVE) they took 95 ms, but one worker alone took 211 ms,
+    # waking its threads for every parallel region; with 1,000 turns, 110 ms for two and 95 ms for one.
+    # Set before torch loads its OpenMP runtime; an operator's own GOMP_SPINCOUNT or OMP_WAIT_POLICY wins.
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ.setdefault("GOMP_SPINCOUNT", "1000")
     # Loaded before the pool forks, so that no job waits for torch or scikit-learn to import.
     import sklearn.datasets  # noqa: F401
     import torch
