@@ -66,14 +66,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     settings.ensure_home()
     prepare_sqlite_broker(settings)
-    # OpenMP threads that spin only briefly (1,000 turns) after a parallel region, then sleep. Measured on 2
-    # cores with small jobs (iris, 20 epochs, run_job in-process): spinning as long as libgomp does by
-    # default, two worker processes took 600 ms a job each, since a spinning thread holds a core the other
-    # needs; sleeping at once (OMP_WAIT_POLICY=PASSIVE) they took 95 ms, but one worker alone took 211 ms,
-    # waking its threads for every parallel region; with 1,000 turns, 110 ms for two and 95 ms for one.
-    # Set before torch loads its OpenMP runtime; an operator's own GOMP_SPINCOUNT or OMP_WAIT_POLICY wins.
+    # OpenMP threads that spin for a while (10,000 turns) after a parallel region, then sleep. Measured on 2
+    # cores: with libgomp's long default spin, two workers side by side took 600 ms per small job each (a
+    # spinning thread holds the core the other needs); threads that sleep at once (OMP_WAIT_POLICY=PASSIVE)
+    # made one worker alone take twice as long on every job, small or large, since waking them costs more
+    # than the work; 10,000 turns ran a 16-member MLP study as fast as the default. Small jobs train on one
+    # thread anyway (worker.runner.small). Set before torch loads its OpenMP runtime; an operator's own
+    # GOMP_SPINCOUNT or OMP_WAIT_POLICY wins.
     if "OMP_WAIT_POLICY" not in os.environ:
-        os.environ.setdefault("GOMP_SPINCOUNT", "1000")
+        os.environ.setdefault("GOMP_SPINCOUNT", "10000")
     # Loaded before the pool forks, so that no job waits for torch or scikit-learn to import.
     import sklearn.datasets  # noqa: F401
     import torch
