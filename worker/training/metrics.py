@@ -39,10 +39,20 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndar
 
 def binary_auc(positive: np.ndarray, score: np.ndarray) -> float:
     """Mann-Whitney form of the ROC AUC: ties count one half, as the trapezoids of the ROC curve do."""
+    return _auc_from_ranks(positive, rankdata(score))
+
+
+def _auc_from_ranks(positive: np.ndarray, ranks: np.ndarray) -> float:
     n_pos = int(positive.sum())
     n_neg = len(positive) - n_pos
-    ranks = rankdata(score)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def one_vs_rest_auc(proba: np.ndarray, y_true: np.ndarray, n_classes: int) -> float:
+    """The mean over classes of each class's binary AUC against the rest (scikit-learn's `ovr`, macro),
+    with every class's scores ranked in one call."""
+    ranks = rankdata(proba, axis=0)
+    return float(np.mean([_auc_from_ranks(y_true == c, ranks[:, c]) for c in range(n_classes)]))
 
 
 def classification_metrics(logits: np.ndarray, y_true: np.ndarray, n_classes: int) -> dict[str, Any]:
@@ -62,7 +72,7 @@ def classification_metrics(logits: np.ndarray, y_true: np.ndarray, n_classes: in
     elif n_classes == 2:
         roc_auc = binary_auc(y_true == 1, proba[:, 1])
     else:
-        roc_auc = float(np.mean([binary_auc(y_true == c, proba[:, c]) for c in range(n_classes)]))
+        roc_auc = one_vs_rest_auc(proba, y_true, n_classes)
     return {
         "accuracy": float(hits.sum() / len(y_true)),
         "balanced_accuracy": float(np.mean(hits[present] / true_counts[present])),
