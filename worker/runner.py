@@ -165,12 +165,14 @@ class DatabaseReporter:
             self._checkpoint = None
             self.checkpoint.written(state.epoch)
 
-    def settle(self, *, quietly: bool = False) -> None:
+    def settle(self, *, quietly: bool = False, keep_checkpoint: bool = True) -> None:
         """The attempt ends while it owns the job: record what is pending, and keep the checkpoint that
-        goes with it. `quietly`: on the way out after a failure, a failure here is logged, not raised."""
+        goes with it (not when training ended: the artifact follows). `quietly`: on the way out after a
+        failure, a failure here is logged, not raised."""
         try:
             self.write()
-            self._keep_checkpoint()
+            if keep_checkpoint:
+                self._keep_checkpoint()
         except Exception:
             if not quietly:
                 raise
@@ -402,6 +404,7 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
     store = get_store(settings)
     data: LoadedData | None = None
     config: TrainConfig | None = None
+    trained = False
     with Lease(job_id, attempt, settings.job_time_limit_seconds) as lease:
         checkpoint = CheckpointSync(store, settings, job_id, owned=lambda: not lease.lost.is_set())
         reporter = DatabaseReporter(job_id, lease, checkpoint, settings.epoch_record_seconds)
@@ -424,10 +427,13 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
                     checkpoint_path=checkpoint.path,
                     on_checkpoint=reporter.checkpointed,
                 )
-            reporter.settle()
+            reporter.settle(keep_checkpoint=False)
             artifact_key = f"{job_id}.safetensors"
             with put_when_written(store, artifact_object_key(artifact_key), give_up=stopping) as path:
                 write_artifact(path, outcome, spec, task, data.layout)
+            # A worker killed before the job is marked succeeded leaves the last kept checkpoint: the job
+            # resumes from it and redoes the epochs after it.
+            trained = True
         except Canceled as stop:
             reason = lease.stop_reason()
             if reason == "shutdown":
@@ -486,7 +492,8 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
             )
             return
         finally:
-            checkpoint.finish()
+            if not trained:
+                checkpoint.finish()
 
     result = _finite(outcome.result.to_json())
     done = _finish(
@@ -501,6 +508,9 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
     )
     if done is None:
         log.info("job %s finished training but was canceled or taken over first; result not recorded", job_id)
+        checkpoint.finish()
+    else:
+        checkpoint.discard()
 
 
 def _write_partial(

@@ -165,12 +165,27 @@ class CheckpointSync:
         and drop this worker's copy once the store has it. Never raises: the job's outcome comes first."""
         if not self.remote or self._closed.is_set():
             return
+        self._stop_uploading()
+        # This worker's copy is kept only while it is newer than the store's and the job is still this
+        # attempt's: a later attempt here then resumes from it.
+        if self._upload("last") or not self.owned():
+            self.path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """The job trained to its end and its artifact is stored: no attempt will resume it, so its
+        checkpoint goes, here and in the store (a small job never uploads one). Best effort: a checkpoint
+        left behind costs space, never correctness."""
+        self._stop_uploading()
+        self.path.unlink(missing_ok=True)
+        if self.remote and self._uploaded > 0 and self.owned():
+            try:
+                self.store.delete(self.key)
+            except StoreUnavailable as exc:
+                log.warning("job %s: its checkpoint stays in the store: %s", self.job_id, exc.detail)
+
+    def _stop_uploading(self) -> None:
         self._closed.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        # This worker's copy is kept only while it is newer than the store's and the job is still this
-        # attempt's: a later attempt here then resumes from it.
-        if self._upload("last") or not self.owned():
-            self.path.unlink(missing_ok=True)

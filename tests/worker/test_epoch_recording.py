@@ -65,7 +65,7 @@ def spy_on_checkpoints(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]
     return written
 
 
-def test_a_job_shorter_than_the_interval_is_written_once_with_its_checkpoint(
+def test_a_job_shorter_than_the_interval_is_written_once_and_writes_no_checkpoint(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(settings, "epoch_record_seconds", 3600)
@@ -80,8 +80,10 @@ def test_a_job_shorter_than_the_interval_is_written_once_with_its_checkpoint(
     with get_session_factory()() as session:
         layer_epochs = set(session.scalars(select(LayerStat.epoch).where(LayerStat.job_id == job_id)))
     assert layer_epochs == set(epochs)
-    # Nothing was written until the end, so the only checkpoint is the last epoch's, written after it.
-    assert written == [(6, 6)]
+    # Nothing was recorded until training ended, so no checkpoint could be kept; then the artifact made
+    # one needless: a succeeded job keeps none.
+    assert written == []
+    assert not (settings.artifacts_dir / "checkpoints" / f"{job_id}.safetensors").exists()
 
 
 def test_every_epoch_on_its_own_when_the_interval_is_zero(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -91,6 +93,7 @@ def test_every_epoch_on_its_own_when_the_interval_is_zero(settings: Settings, mo
     runner.run_job(job_id)
     assert [epoch for epoch, _ in epoch_events(job_id)] == [1, 2, 3, 4, 5, 6]
     assert written == [(epoch, epoch) for epoch in range(1, 7)]
+    assert not (settings.artifacts_dir / "checkpoints" / f"{job_id}.safetensors").exists(), "gone at success"
 
 
 def test_a_checkpoint_is_never_ahead_of_the_recorded_epochs(

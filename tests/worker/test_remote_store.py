@@ -110,6 +110,7 @@ def test_a_job_handed_back_resumes_on_another_host_from_the_stores_checkpoint(
     for name, tensor in reference.state.items():
         assert np.array_equal(served[name], tensor.numpy()), f"{name} differs from the uninterrupted run"
     assert not list(second.home.rglob("*.safetensors")), "host b's checkpoint and artifact went into the store"
+    assert not store.exists(checkpoint_object_key(job_id)), "a succeeded job's checkpoint is removed from the store"
 
 
 def test_a_canceled_job_keeps_its_partial_weights_in_the_store(hosts: Hosts) -> None:
