@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from bench.stack import running
+from bench.stack import add_stack_options, running, stacks_from
 from tests.support.sse import parse
 
 
@@ -60,9 +60,7 @@ def report(name: str, values: list[float]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--distributed", action="store_true")
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/0")
+    add_stack_options(parser)
     args = parser.parse_args()
 
     floor = []
@@ -70,9 +68,7 @@ def main() -> None:
         before = datetime.now(UTC)
         floor.append((datetime.now(UTC) - before).total_seconds())
     print(f"baseline     clock read twice: median {statistics.median(floor) * 1e6:.2f} us")
-    stacks = {"embedded": {}}
-    if args.distributed:
-        stacks["distributed"] = {"database_url": args.database_url, "broker_url": args.broker_url}
+    stacks = stacks_from(args, "distributed")
     for name, settings in stacks.items():
         with running(**settings) as client:
             started = time.monotonic()

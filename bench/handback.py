@@ -22,7 +22,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from bench.stack import StackClient, running
+from bench.stack import StackClient, add_stack_options, running, stacks_from
 
 JOB = {
     "dataset": "builtin:digits",
@@ -74,13 +74,9 @@ def one_try(client: StackClient, worker: Any, index: int) -> tuple[float, float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tries", type=int, default=5)
-    parser.add_argument("--distributed", action="store_true")
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/0")
+    add_stack_options(parser)
     args = parser.parse_args()
-    stacks: dict[str, dict[str, str]] = {"embedded": {}}
-    if args.distributed:
-        stacks["pg+redis"] = {"database_url": args.database_url, "broker_url": args.broker_url}
+    stacks = stacks_from(args)
     for name, settings in stacks.items():
         with running(("api", "scheduler"), **settings) as client:
             worker, _ = start_worker(client, "worker-0")

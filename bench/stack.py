@@ -3,6 +3,7 @@ embedded default unless the environment given names servers."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
@@ -85,3 +86,18 @@ def running(roles: tuple[str, ...] = ("api", "worker"), **settings: str) -> Iter
                 os.killpg(process.pid, signal.SIGTERM)
         for process in processes:
             process.wait(timeout=60)
+
+
+def add_stack_options(parser: argparse.ArgumentParser) -> None:
+    """--distributed and the servers it uses, for benchmarks that compare the embedded default with them."""
+    parser.add_argument("--distributed", action="store_true", help="also run on PostgreSQL + Redis")
+    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/0")
+
+
+def stacks_from(args: argparse.Namespace, distributed_name: str = "pg+redis") -> dict[str, dict[str, str]]:
+    """The stacks to run, by name: the embedded default, and with --distributed PostgreSQL + Redis."""
+    stacks: dict[str, dict[str, str]] = {"embedded": {}}
+    if args.distributed:
+        stacks[distributed_name] = {"database_url": args.database_url, "broker_url": args.broker_url}
+    return stacks

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from bench.stack import running
+from bench.stack import add_stack_options, running, stacks_from
 from tests.support.sse import parse
 
 JOB = {
@@ -118,15 +118,11 @@ def main() -> None:
     parser.add_argument("--latency", type=int, default=30)
     parser.add_argument("--burst", type=int, default=100)
     parser.add_argument("--workers", default="1,2")
-    parser.add_argument("--distributed", action="store_true")
+    add_stack_options(parser)
     parser.add_argument("--s3", action="store_true")
-    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--broker-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
 
-    stacks: dict[str, dict[str, str]] = {"embedded": {}}
-    if args.distributed:
-        stacks["pg+redis"] = {"database_url": args.database_url, "broker_url": args.broker_url}
+    stacks = stacks_from(args)
     with ExitStack() as servers:
         if args.s3:
             from tests.support.s3 import seaweedfs

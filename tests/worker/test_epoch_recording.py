@@ -65,15 +65,26 @@ def spy_on_checkpoints(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]
     return written
 
 
+def run_recorded(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, every_seconds: float, spec: dict[str, Any]
+) -> tuple[str, list[int], list[tuple[int, int]]]:
+    """Runs a job to success with epochs recorded every `every_seconds`: its id, its recorded epochs and
+    (checkpoint epoch, last recorded epoch) at each checkpoint written. A succeeded job keeps none."""
+    monkeypatch.setattr(settings, "epoch_record_seconds", every_seconds)
+    written = spy_on_checkpoints(monkeypatch)
+    job_id = submit(spec)
+    runner.run_job(job_id)
+    job, epochs = load(job_id)
+    assert job.status == "succeeded", job.error_message
+    assert not (settings.artifacts_dir / "checkpoints" / f"{job_id}.safetensors").exists(), "gone at success"
+    return job_id, epochs, written
+
+
 def test_a_job_shorter_than_the_interval_is_written_once_and_writes_no_checkpoint(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(settings, "epoch_record_seconds", 3600)
-    written = spy_on_checkpoints(monkeypatch)
-    job_id = submit(SHORT)
-    runner.run_job(job_id)
-    job, epochs = load(job_id)
-    assert job.status == "succeeded" and epochs == [1, 2, 3, 4, 5, 6]
+    job_id, epochs, written = run_recorded(settings, monkeypatch, 3600, SHORT)
+    assert epochs == [1, 2, 3, 4, 5, 6]
     events = epoch_events(job_id)
     # One transaction: every epoch's event carries the same write time, in epoch order.
     assert [epoch for epoch, _ in events] == epochs and len({at for _, at in events}) == 1
@@ -81,31 +92,22 @@ def test_a_job_shorter_than_the_interval_is_written_once_and_writes_no_checkpoin
         layer_epochs = set(session.scalars(select(LayerStat.epoch).where(LayerStat.job_id == job_id)))
     assert layer_epochs == set(epochs)
     # Nothing was recorded until training ended, so no checkpoint could be kept; then the artifact made
-    # one needless: a succeeded job keeps none.
+    # one needless.
     assert written == []
-    assert not (settings.artifacts_dir / "checkpoints" / f"{job_id}.safetensors").exists()
 
 
 def test_every_epoch_on_its_own_when_the_interval_is_zero(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(settings, "epoch_record_seconds", 0)
-    written = spy_on_checkpoints(monkeypatch)
-    job_id = submit(SHORT)
-    runner.run_job(job_id)
+    job_id, _, written = run_recorded(settings, monkeypatch, 0, SHORT)
     assert [epoch for epoch, _ in epoch_events(job_id)] == [1, 2, 3, 4, 5, 6]
     assert written == [(epoch, epoch) for epoch in range(1, 7)]
-    assert not (settings.artifacts_dir / "checkpoints" / f"{job_id}.safetensors").exists(), "gone at success"
 
 
 def test_a_checkpoint_is_never_ahead_of_the_recorded_epochs(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(settings, "epoch_record_seconds", 0.02)
-    written = spy_on_checkpoints(monkeypatch)
-    job_id = submit(LONGER)
-    runner.run_job(job_id)
-    job, epochs = load(job_id)
-    assert job.status == "succeeded" and epochs == list(range(1, 13))
-    assert written and written[-1][0] == 12
+    _, epochs, written = run_recorded(settings, monkeypatch, 0.02, LONGER)
+    assert epochs == list(range(1, 13))
+    assert written, "checkpoints were kept while it trained"
     assert all(epoch <= recorded for epoch, recorded in written), written
     assert [epoch for epoch, _ in written] == sorted({epoch for epoch, _ in written})
 
