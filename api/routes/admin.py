@@ -38,10 +38,10 @@ def list_tenants(_caller: Admin, session: SessionDep, limit: Limit = 50, offset:
     response_model=KeyCreated,
     responses={404: {"model": ErrorRead, "description": "No tenant with this id or name."}},
 )
-def create_key(body: KeyCreate, _caller: Admin, session: SessionDep) -> dict[str, Any]:
+def create_key(body: KeyCreate, _caller: Admin, session: SessionDep) -> KeyCreated:
     """Create an API key for a tenant. The response holds the key, once; only its hash is stored."""
     row, key = keys.create_key(session, body.tenant, body.name, list(body.scopes))
-    return {**keys.key_read(row, keys.tenant_names(session)), "key": key}
+    return KeyCreated.model_validate({**keys.key_read(row, keys.tenant_names(session)), "key": key})
 
 
 @router.get(
@@ -55,11 +55,12 @@ def list_keys(
     tenant: Annotated[str | None, Query(max_length=100, description="Only this tenant's keys (id or name).")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
-) -> dict[str, Any]:
+) -> KeyPage:
     """List API keys (prefix, scopes, last use, revocation), never the keys themselves."""
     rows, total = keys.list_keys(session, tenant, limit, offset)
     names = keys.tenant_names(session)
-    return {"items": [keys.key_read(row, names) for row in rows], "total": total, "limit": limit, "offset": offset}
+    items = [KeyRead.model_validate(keys.key_read(row, names)) for row in rows]
+    return KeyPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.delete(
@@ -67,6 +68,6 @@ def list_keys(
     response_model=KeyRead,
     responses={404: {"model": ErrorRead, "description": "No API key with this id."}},
 )
-def revoke_key(key_id: str, _caller: Admin, session: SessionDep) -> dict[str, Any]:
+def revoke_key(key_id: str, _caller: Admin, session: SessionDep) -> KeyRead:
     """Revoke an API key: requests with it fail from now on. Revoking twice is harmless."""
-    return keys.key_read(keys.revoke_key(session, key_id), keys.tenant_names(session))
+    return KeyRead.model_validate(keys.key_read(keys.revoke_key(session, key_id), keys.tenant_names(session)))

@@ -69,24 +69,25 @@ async def upload_dataset(
     session: SessionDep,
     settings: SettingsDep,
     idempotency_key: IdempotencyKeyDep = None,
-) -> dict[str, Any]:
+) -> DatasetRead:
     """Upload a dataset file; it is validated, profiled and stored as the next version of its name."""
     upload = await receive_upload(request, settings)
-    return await run_in_threadpool(datasets.upload, session, settings, caller.tenant_id, upload, idempotency_key)
+    stored = await run_in_threadpool(datasets.upload, session, settings, caller.tenant_id, upload, idempotency_key)
+    return DatasetRead.model_validate(stored)
 
 
 @router.post("/synthetic", status_code=status.HTTP_201_CREATED, response_model=DatasetRead)
-def create_synthetic(
-    body: SyntheticCreate, caller: Writer, session: SessionDep, settings: SettingsDep
-) -> dict[str, Any]:
+def create_synthetic(body: SyntheticCreate, caller: Writer, session: SessionDep, settings: SettingsDep) -> DatasetRead:
     """Generate a stored, versioned dataset of informative, correlated-group and noise features."""
-    return datasets.dataset_read(datasets.create_synthetic(session, settings, caller.tenant_id, body))
+    return DatasetRead.model_validate(
+        datasets.dataset_read(datasets.create_synthetic(session, settings, caller.tenant_id, body))
+    )
 
 
 @router.get("/builtin", response_model=list[BuiltinRead])
-def list_builtins(_caller: Reader) -> list[dict[str, Any]]:
+def list_builtins(_caller: Reader) -> list[BuiltinRead]:
     """The built-in datasets (scikit-learn's bundled files), usable as `builtin:NAME` with no upload."""
-    return datasets.builtin_reads()
+    return [BuiltinRead.model_validate(builtin) for builtin in datasets.builtin_reads()]
 
 
 @router.get("", response_model=DatasetPage)
@@ -96,16 +97,19 @@ def list_datasets(
     name: Annotated[str | None, Query(description="Only the versions of this name.")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
-) -> dict[str, Any]:
+) -> DatasetPage:
     """List datasets, newest first."""
     rows, total = datasets.list_datasets(session, caller.tenant_id, name, limit, offset)
-    return {"items": [datasets.dataset_read(row) for row in rows], "total": total, "limit": limit, "offset": offset}
+    items = [DatasetRead.model_validate(datasets.dataset_read(row)) for row in rows]
+    return DatasetPage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead, responses=NOT_FOUND)
-def get_dataset(dataset_id: str, caller: Reader, session: SessionDep) -> dict[str, Any]:
+def get_dataset(dataset_id: str, caller: Reader, session: SessionDep) -> DatasetRead:
     """A dataset version with its profile: columns, missing values, ranges, the target's class balance."""
-    return datasets.dataset_read(datasets.get_dataset(session, caller.tenant_id, dataset_id))
+    return DatasetRead.model_validate(
+        datasets.dataset_read(datasets.get_dataset(session, caller.tenant_id, dataset_id))
+    )
 
 
 @router.delete(

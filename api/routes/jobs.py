@@ -78,9 +78,9 @@ def get_weights(
     caller: Reader,
     session: SessionDep,
     epoch: Annotated[int | None, Query(ge=1, description="Epoch (default: the final weights).")] = None,
-) -> dict[str, Any]:
+) -> WeightsRead:
     """Per-layer weight statistics (norms, exact and near-zero sparsity, histogram) at an epoch."""
-    return jobs.job_weights(session, caller.tenant_id, job_id, epoch)
+    return WeightsRead.model_validate(jobs.job_weights(session, caller.tenant_id, job_id, epoch))
 
 
 NO_WEIGHTS = "The job has no weights: it is queued or running, or stopped before finishing an epoch."
@@ -129,10 +129,10 @@ def get_artifact(job_id: str, caller: Reader, session: SessionDep, settings: Set
 )
 def predict(
     job_id: str, body: PredictRequest, caller: Reader, session: SessionDep, settings: SettingsDep
-) -> dict[str, Any]:
+) -> PredictionRead:
     """Predict with a job's weights: raw feature rows in, class labels (with probabilities) or values out.
     A job that stopped before training finished answers from its last checkpoint, marked `partial`."""
-    return artifacts.predict_rows(session, settings, caller.tenant_id, job_id, body)
+    return PredictionRead.model_validate(artifacts.predict_rows(session, settings, caller.tenant_id, job_id, body))
 
 
 @router.post(
@@ -145,6 +145,6 @@ def predict(
         429: {"model": ErrorRead, "description": "Too many jobs are queued; retry later (see Retry-After)."},
     },
 )
-def retrain(job_id: str, caller: Writer, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+def retrain(job_id: str, caller: Writer, session: SessionDep, settings: SettingsDep) -> RetrainRead:
     """A new job with the same spec on the newest version of the same dataset; says what changed."""
-    return jobs.retrain(session, settings, caller.tenant_id, job_id)
+    return RetrainRead.model_validate(jobs.retrain(session, settings, caller.tenant_id, job_id))

@@ -18,34 +18,35 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorRead, "descrip
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ScheduleRead)
-def create_schedule(body: ScheduleCreate, caller: Writer, session: SessionDep, settings: SettingsDep) -> dict[str, Any]:
+def create_schedule(body: ScheduleCreate, caller: Writer, session: SessionDep, settings: SettingsDep) -> ScheduleRead:
     """Create a cron schedule that submits its job template at each slot (exactly once per slot)."""
-    return schedules.schedule_read(
-        schedules.create_schedule(session, settings, caller.tenant_id, body, schedules.now())
-    )
+    made = schedules.create_schedule(session, settings, caller.tenant_id, body, schedules.now())
+    return ScheduleRead.model_validate(schedules.schedule_read(made))
 
 
 @router.get("", response_model=SchedulePage)
-def list_schedules(caller: Reader, session: SessionDep, limit: Limit = 50, offset: Offset = 0) -> dict[str, Any]:
+def list_schedules(caller: Reader, session: SessionDep, limit: Limit = 50, offset: Offset = 0) -> SchedulePage:
     """List schedules, newest first, with their next slot."""
     rows, total = schedules.list_schedules(session, caller.tenant_id, limit, offset)
-    return {"items": [schedules.schedule_read(s) for s in rows], "total": total, "limit": limit, "offset": offset}
+    items = [ScheduleRead.model_validate(schedules.schedule_read(s)) for s in rows]
+    return SchedulePage(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{schedule_id}", response_model=ScheduleRead, responses=NOT_FOUND)
-def get_schedule(schedule_id: str, caller: Reader, session: SessionDep) -> dict[str, Any]:
+def get_schedule(schedule_id: str, caller: Reader, session: SessionDep) -> ScheduleRead:
     """A schedule and its next slot."""
-    return schedules.schedule_read(schedules.get_schedule(session, caller.tenant_id, schedule_id))
+    return ScheduleRead.model_validate(
+        schedules.schedule_read(schedules.get_schedule(session, caller.tenant_id, schedule_id))
+    )
 
 
 @router.patch("/{schedule_id}", response_model=ScheduleRead, responses=NOT_FOUND)
 def update_schedule(
     schedule_id: str, body: ScheduleUpdate, caller: Writer, session: SessionDep, settings: SettingsDep
-) -> dict[str, Any]:
+) -> ScheduleRead:
     """Change a schedule (enable, disable, cron, template...); it takes effect from the next slot."""
-    return schedules.schedule_read(
-        schedules.update_schedule(session, settings, caller.tenant_id, schedule_id, body, schedules.now())
-    )
+    changed = schedules.update_schedule(session, settings, caller.tenant_id, schedule_id, body, schedules.now())
+    return ScheduleRead.model_validate(schedules.schedule_read(changed))
 
 
 @router.delete("/{schedule_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
@@ -78,8 +79,8 @@ def list_runs(
     session: SessionDep,
     limit: Limit = 50,
     offset: Offset = 0,
-) -> dict[str, Any]:
+) -> RunPage:
     """Its slots, newest first: the job each started (status, dataset version, validation metric and
     its change from the previous successful run), or why the slot was skipped."""
     items, total = schedules.list_runs(session, caller.tenant_id, schedule_id, limit, offset)
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    return RunPage.model_validate({"items": items, "total": total, "limit": limit, "offset": offset})
