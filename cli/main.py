@@ -80,7 +80,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import torch
 
     import worker.runner
-    import worker.studies  # noqa: F401
+    import worker.studies
 
     try:
         queues = worker_queues(args.queues, torch.cuda.is_available())
@@ -88,6 +88,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(f"regtrain worker: {exc}", file=sys.stderr)
         return 2
     concurrency = args.concurrency or settings.worker_concurrency
+    worker.runner.JOBS_AT_A_TIME = concurrency
     served = "; ".join(f"{queue} ({QUEUE_JOBS[queue]})" for queue in queues)
     print(f"regtrain worker: serving {served}, {concurrency} at a time", flush=True)
     app.worker_main(

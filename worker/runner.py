@@ -57,6 +57,9 @@ DATABASE_RETRY_SECONDS = 60.0
 
 # Set when this worker process begins a warm shutdown (SIGTERM): running attempts hand their jobs back.
 SHUTTING_DOWN = threading.Event()
+# How many jobs this process runs side by side (`regtrain worker --concurrency`): torch's thread setting is
+# the process's, so only a process that runs one job at a time changes it for a job.
+JOBS_AT_A_TIME = 1
 
 T = TypeVar("T")
 
@@ -353,7 +356,8 @@ def small(config: TrainConfig, shape: tuple[int, ...]) -> bool:
         return False
     width = math.prod(shape[1:])
     layers = [] if config.model.type == "linear" else list(config.model.hidden_layers)
-    multiply_adds = sum(a * b for a, b in itertools.pairwise([width, *layers]))
+    # One output stands for the output layer: a lower bound (classes multiply it).
+    multiply_adds = sum(a * b for a, b in itertools.pairwise([width, *layers, 1]))
     rows = min(config.training.batch_size or shape[0], shape[0])  # None: the whole training set at once
     return rows * multiply_adds < SMALL_STEP_MULTIPLY_ADDS
 
@@ -419,7 +423,7 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
             checkpoint.fetch(give_up=stopping)
             data = load(dataset_id, sha256, spec["target"] or "target", spec.get("features"))
             config = TrainConfig.from_spec(spec, task)  # type: ignore[arg-type]
-            with intra_op_threads(1 if small(config, data.arrays.X.shape) and settings.worker_concurrency == 1 else 0):
+            with intra_op_threads(1 if small(config, data.arrays.X.shape) and JOBS_AT_A_TIME == 1 else 0):
                 outcome = train(
                     config,
                     data.arrays,

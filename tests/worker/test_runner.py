@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+import torch
 
 from core.celery_app import queue_depth
 from core.db import get_session_factory
@@ -15,6 +17,8 @@ from models import JobStatus, transition
 from tests.support.jobs import load, submit
 from tests.support.servers import wait_until
 from worker import runner
+from worker.training import TrainConfig
+from worker.training.config import ModelConfig, TrainingConfig
 
 LONG = {
     "dataset": "builtin:digits",
@@ -93,3 +97,37 @@ def test_a_message_taken_during_shutdown_goes_back_to_the_queue(settings: Settin
     job, epochs = load(job_id)
     assert (job.status, job.attempts, epochs) == ("queued", 0, [])
     assert queue_depth(job.queue) == before + 1
+
+
+@pytest.mark.parametrize(
+    ("model", "batch_size", "shape", "expected"),
+    [
+        (ModelConfig(type="linear"), 32, (150, 4), True),  # iris: a few hundred multiply-adds a step
+        (ModelConfig(type="mlp", hidden_layers=[64]), 32, (1797, 64), True),  # digits: about 130,000
+        (ModelConfig(type="mlp", hidden_layers=[256, 256]), 256, (4000, 100), False),  # about 23 million
+        (ModelConfig(type="linear"), None, (200_000, 100), False),  # the whole table in one step
+        (ModelConfig(type="cnn"), 8, (100, 1, 8, 8), False),  # convolutions: never
+    ],
+)
+def test_small_jobs_train_on_one_thread(
+    model: ModelConfig, batch_size: int | None, shape: tuple[int, ...], expected: bool
+) -> None:
+    config = TrainConfig(task="classification", model=model, training=TrainingConfig(batch_size=batch_size))
+    assert runner.small(config, shape) is expected
+
+
+def test_a_small_job_runs_on_one_thread_and_gives_the_thread_back(settings: Settings) -> None:
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    real = runner.train
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "train", spy)
+        runner.run_job(submit({"dataset": "builtin:iris", "model": {"type": "linear"}, "training": {"epochs": 2}}))
+        patch.setattr(runner, "JOBS_AT_A_TIME", 2)
+        runner.run_job(submit({"dataset": "builtin:iris", "model": {"type": "linear"}, "training": {"epochs": 2}}))
+    assert seen == [1, before] and torch.get_num_threads() == before
