@@ -33,6 +33,7 @@ import torch
 from sqlalchemy import delete, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from core.celery_app import enqueue_job
 from core.db import session_scope
@@ -194,14 +195,15 @@ class DatabaseReporter:
                 if redo_from is not None:
                     # A resumed attempt redoes the epochs after its checkpoint; their numbers are the same,
                     # and replacing them keeps each epoch recorded once.
-                    self._clear(session, EpochMetric.epoch >= redo_from, LayerStat.epoch >= redo_from)
+                    self._delete(session, EpochMetric, EpochMetric.epoch >= redo_from)
+                    self._delete(session, LayerStat, LayerStat.epoch >= redo_from)
                 if epochs:
                     session.execute(EPOCH_INSERT, [{"job_id": self.job_id, **epoch_numbers(r)} for r, _ in epochs])
                     record_events(session, self.job_id, "epoch", [event for _, event in epochs])
                 # The kept weights' statistics (on_layers) replace any their epoch was recorded with.
                 by_epoch = {r.epoch: r.layers for r, _ in epochs if r.layers is not None}
                 for epoch, stats in layers:
-                    self._clear(session, None, LayerStat.epoch == epoch)
+                    self._delete(session, LayerStat, LayerStat.epoch == epoch)
                     by_epoch[epoch] = stats
                 self._insert_layers(session, list(by_epoch.items()))
 
@@ -214,10 +216,8 @@ class DatabaseReporter:
             self.lease.lost.set()
             raise Canceled(epoch)
 
-    def _clear(self, session: Session, epochs: Any, layers: Any) -> None:
-        if epochs is not None:
-            session.execute(delete(EpochMetric).where(EpochMetric.job_id == self.job_id, epochs))
-        session.execute(delete(LayerStat).where(LayerStat.job_id == self.job_id, layers))
+    def _delete(self, session: Session, rows: type[EpochMetric | LayerStat], which: ColumnElement[bool]) -> None:
+        session.execute(delete(rows).where(rows.job_id == self.job_id, which))
 
     def _insert_layers(self, session: Session, epochs: list[tuple[int, list[dict[str, Any]]]]) -> None:
         rows = [

@@ -7,13 +7,13 @@ from sqlalchemy.orm import Session
 
 from core.celery_app import get_celery
 from core.errors import StoreUnavailable
-from core.settings import get_settings
+from core.settings import Settings
 from core.storage import get_store
 
 BROKER_CHECK_TIMEOUT_SECONDS = 2.0
 
 
-def check_readiness(session: Session) -> dict[str, str]:
+def check_readiness(session: Session, settings: Settings) -> dict[str, str]:
     checks = {}
     try:
         session.execute(text("SELECT 1"))
@@ -27,7 +27,7 @@ def check_readiness(session: Session) -> dict[str, str]:
     except Exception as exc:
         checks["broker"] = f"unreachable: {type(exc).__name__}"
     try:
-        get_store(get_settings()).probe()
+        get_store(settings).probe()
         checks["store"] = "ok"
     except StoreUnavailable:
         checks["store"] = "unreachable"

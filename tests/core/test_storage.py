@@ -154,8 +154,14 @@ def test_an_unreachable_store_is_unavailable(tmp_path: Path, caplog: pytest.LogC
     assert f"s3://{BUCKET}/contract-" in caplog.text and "EndpointConnectionError" in caplog.text
 
 
-def test_a_probe_says_whether_the_store_can_be_used_now(store: Store) -> None:
-    store.probe()  # a working store: no error
+def test_a_probe_of_a_working_store_passes_and_leaves_it_as_it_was(store: Store, tmp_path: Path) -> None:
+    store.put_bytes("kept/a", b"x")
+    store.probe()
+    assert store.read_bytes("kept/a") == b"x"
+    assert store.delete_prefix("kept/") == 1, "the probe stored nothing beside it"
+    fresh = LocalStore(tmp_path / "fresh")
+    fresh.probe()
+    assert (tmp_path / "fresh").is_dir() and not any((tmp_path / "fresh").iterdir()), "made its folder, wrote nothing"
 
 
 def test_a_probe_of_a_store_that_cannot_be_used_is_unavailable(tmp_path: Path) -> None:
