@@ -36,8 +36,10 @@ browser:
 	command -v chromium || (apt-get update && apt-get install -y --no-install-recommends chromium) \
 		|| echo "no chromium: browser tests will skip"
 
+# Two pytest processes, each taking whole files (module-scoped stacks start once): TEST_PROCESSES=0 runs serially.
+TEST_PROCESSES ?= 2
 test: lint browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile --durations=25
 
 bench: install
 	$(BIN)/python -m bench.engine

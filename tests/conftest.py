@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import random
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +15,15 @@ from tests.support.servers import fresh_postgres_database, postgres_admin_url, r
 
 # Redis databases the distributed tests may take; 0 is left to whatever else uses the local server.
 TEST_REDIS_DATABASES = range(8, 16)
+_redis_databases_in_use: set[int] = set()
+
+
+def _own_redis_databases() -> list[int]:
+    """This pytest process's share of TEST_REDIS_DATABASES: with pytest-xdist (`-n 2`) each worker
+    process takes every n-th one, so no two tests running at once flush each other's database."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return [number for number in TEST_REDIS_DATABASES if number % count == int(worker) % count]
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +58,12 @@ def redis_server() -> Iterator[str]:
 
 @contextmanager
 def _redis_database(server: str) -> Iterator[str]:
-    url = f"{server}/{random.choice(TEST_REDIS_DATABASES)}"
+    free = [number for number in _own_redis_databases() if number not in _redis_databases_in_use]
+    if not free:
+        raise RuntimeError(f"every test Redis database of this process is in use: {_own_redis_databases()}")
+    number = free[0]
+    _redis_databases_in_use.add(number)
+    url = f"{server}/{number}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     try:
@@ -57,6 +71,7 @@ def _redis_database(server: str) -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+        _redis_databases_in_use.discard(number)
 
 
 @pytest.fixture
