@@ -25,10 +25,13 @@ class Job(Base):
         Index("ix_job_created_at", "created_at"),
         # The fair claim groups a queue's queued jobs by tenant and takes a tenant's oldest.
         Index("ix_job_queue_status_tenant_id_created_at", "queue", "status", "tenant_id", "created_at"),
+        # A tenant's running (or queued) jobs, counted at every claim and quota check: found without reading
+        # the tenant's whole history, which an index on tenant_id alone would.
+        Index("ix_job_tenant_id_status", "tenant_id", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenant.id"))
     kind: Mapped[str] = mapped_column(String(8), default="train", server_default="train")
     name: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[JobStatus] = mapped_column(JobStatusColumn(), default=JobStatus.QUEUED)

@@ -24,8 +24,8 @@ on PostgreSQL a claim first stamps its tenant's `served_at`, which locks that te
 UPDATE: inserting the tenant's new jobs is not blocked) until the claim commits, then counts the
 tenant's running jobs, so two claims for one tenant take turns.
 
-Every query is grouped or limited: one GROUP BY over the queued jobs of the queue, one over the running
-jobs, then one tenant's oldest job; none runs per job."""
+Every query is grouped or limited: one over the queued jobs of the queue grouped by tenant, joined with the
+running jobs grouped by tenant, then one tenant's oldest job; none runs per job."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from core.celery_app import enqueue_job, queue_depth
 from core.settings import Settings
@@ -92,26 +92,30 @@ def waiting_tenants(session: Session, settings: Settings, queue: str) -> list[Wa
         .group_by(Job.tenant_id)
         .subquery()
     )
-    rows = list(
-        session.execute(
-            select(
-                queued.c.tenant_id,
-                queued.c.queued,
-                queued.c.oldest_queued_at,
-                Tenant.max_running_jobs,
-                Tenant.served_at,
-            ).join(Tenant, Tenant.id == queued.c.tenant_id)
-        )
+    running = (
+        select(Job.tenant_id, func.count().label("running"))
+        .where(Job.status == JobStatus.RUNNING.value)
+        .group_by(Job.tenant_id)
+        .subquery()
     )
-    if not rows:
-        return []
-    running = running_by_tenant(session, [row.tenant_id for row in rows])
+    rows = session.execute(
+        select(
+            queued.c.tenant_id,
+            queued.c.queued,
+            queued.c.oldest_queued_at,
+            func.coalesce(running.c.running, 0).label("running"),
+            Tenant.max_running_jobs,
+            Tenant.served_at,
+        )
+        .join(Tenant, Tenant.id == queued.c.tenant_id)
+        .outerjoin(running, running.c.tenant_id == queued.c.tenant_id)
+    )
     waiting = [
         Waiting(
             tenant_id=row.tenant_id,
             queued=row.queued,
             oldest_queued_at=row.oldest_queued_at,
-            running=running.get(row.tenant_id, 0),
+            running=row.running,
             running_limit=running_limit(row.max_running_jobs, settings),
             served_at=row.served_at,
         )
@@ -155,17 +159,23 @@ def _claim_for(session: Session, tenant: Waiting, queue: str) -> Job | None:
         .values(served_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    running = running_by_tenant(session, [tenant.tenant_id]).get(tenant.tenant_id, 0)
-    if running >= tenant.running_limit:
-        return None  # another claim filled the last slot since the tenant was chosen
-    candidates = list(
-        session.scalars(
-            select(Job.id)
-            .where(Job.status == JobStatus.QUEUED.value, Job.queue == queue, Job.tenant_id == tenant.tenant_id)
-            .order_by(Job.created_at, Job.id)
-            .limit(CANDIDATES_PER_TRY)
-        )
+    # The tenant's oldest queued jobs, each row with its running count as it is now that its row is locked.
+    other = aliased(Job)
+    running = (
+        select(func.count())
+        .select_from(other)
+        .where(other.tenant_id == tenant.tenant_id, other.status == JobStatus.RUNNING.value)
+        .scalar_subquery()
     )
+    rows = session.execute(
+        select(Job.id, running)
+        .where(Job.status == JobStatus.QUEUED.value, Job.queue == queue, Job.tenant_id == tenant.tenant_id)
+        .order_by(Job.created_at, Job.id)
+        .limit(CANDIDATES_PER_TRY)
+    ).all()
+    if not rows or rows[0][1] >= tenant.running_limit:
+        return None  # another claim took them, or filled the last slot, since the tenant was chosen
+    candidates = [job_id for job_id, _ in rows]
     for candidate in candidates:
         job = transition(session, candidate, JobStatus.RUNNING, source=JobStatus.QUEUED)
         if job is not None:

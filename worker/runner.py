@@ -183,33 +183,69 @@ class DatabaseReporter:
             log.warning("job %s: could not record its last epochs", self.job_id, exc_info=True)
 
     def write(self) -> None:
+        if not self._epochs and not self._layers:
+            return
+
+        def write() -> None:
+            with session_scope() as session:
+                self._record(session)
+
+        retrying(write)
+        self._recorded()
+
+    def succeed(self, **values: Any) -> Job | None:
+        """The attempt trained to the end and its artifact is stored: its pending epochs and its success
+        in one transaction. None (nothing written) when the job was canceled or taken over first."""
+
+        def write() -> Job | None:
+            with session_scope() as session:
+                try:
+                    self._record(session)
+                except Canceled:
+                    return None
+                return transition(
+                    session,
+                    self.job_id,
+                    JobStatus.SUCCEEDED,
+                    source=JobStatus.RUNNING,
+                    attempt=self.lease.attempt,
+                    **values,
+                )
+
+        job = retrying(write)
+        if job is not None:
+            self._recorded()
+        return job
+
+    def _record(self, session: Session) -> None:
+        """Writes the pending epochs, fenced; raises Canceled (writing nothing) when the attempt no longer
+        owns the job."""
         epochs, layers = self._epochs, self._layers
         if not epochs and not layers:
             return
         last = epochs[-1][0].epoch if epochs else self.recorded
-        redo_from = epochs[0][0].epoch if epochs and self._first_write and self.lease.attempt > 1 else None
+        self._owned(session, last, **({"progress_epoch": last} if epochs else {}))
+        if epochs and self._first_write and self.lease.attempt > 1:
+            # A resumed attempt redoes the epochs after its checkpoint; their numbers are the same, and
+            # replacing them keeps each epoch recorded once.
+            redo_from = epochs[0][0].epoch
+            self._delete(session, EpochMetric, EpochMetric.epoch >= redo_from)
+            self._delete(session, LayerStat, LayerStat.epoch >= redo_from)
+        if epochs:
+            session.execute(EPOCH_INSERT, [{"job_id": self.job_id, **epoch_numbers(r)} for r, _ in epochs])
+            record_events(session, self.job_id, "epoch", [event for _, event in epochs])
+        # The kept weights' statistics (on_layers) replace any their epoch was recorded with.
+        by_epoch = {r.epoch: r.layers for r, _ in epochs if r.layers is not None}
+        for epoch, stats in layers:
+            self._delete(session, LayerStat, LayerStat.epoch == epoch)
+            by_epoch[epoch] = stats
+        self._insert_layers(session, list(by_epoch.items()))
 
-        def write() -> None:
-            with session_scope() as session:
-                self._owned(session, last, **({"progress_epoch": last} if epochs else {}))
-                if redo_from is not None:
-                    # A resumed attempt redoes the epochs after its checkpoint; their numbers are the same,
-                    # and replacing them keeps each epoch recorded once.
-                    self._delete(session, EpochMetric, EpochMetric.epoch >= redo_from)
-                    self._delete(session, LayerStat, LayerStat.epoch >= redo_from)
-                if epochs:
-                    session.execute(EPOCH_INSERT, [{"job_id": self.job_id, **epoch_numbers(r)} for r, _ in epochs])
-                    record_events(session, self.job_id, "epoch", [event for _, event in epochs])
-                # The kept weights' statistics (on_layers) replace any their epoch was recorded with.
-                by_epoch = {r.epoch: r.layers for r, _ in epochs if r.layers is not None}
-                for epoch, stats in layers:
-                    self._delete(session, LayerStat, LayerStat.epoch == epoch)
-                    by_epoch[epoch] = stats
-                self._insert_layers(session, list(by_epoch.items()))
-
-        retrying(write)
+    def _recorded(self) -> None:
+        if self._epochs:
+            self.recorded = self._epochs[-1][0].epoch
         self._epochs, self._layers = [], []
-        self.recorded, self._first_write, self._written_at = last, False, time.monotonic()
+        self._first_write, self._written_at = False, time.monotonic()
 
     def _owned(self, session: Session, epoch: int, **values: Any) -> None:
         if not update_running(session, self.job_id, self.lease.attempt, heartbeat_at=utcnow(), **values):
@@ -431,12 +467,11 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
                     checkpoint_path=checkpoint.path,
                     on_checkpoint=reporter.checkpointed,
                 )
-            reporter.settle(keep_checkpoint=False)
             artifact_key = f"{job_id}.safetensors"
             with put_when_written(store, artifact_object_key(artifact_key), give_up=stopping) as path:
                 write_artifact(path, outcome, spec, task, data.layout)
             # A worker killed before the job is marked succeeded leaves the last kept checkpoint: the job
-            # resumes from it and redoes the epochs after it.
+            # resumes from it and redoes the epochs after it (those not recorded yet among them).
             trained = True
         except Canceled as stop:
             reason = lease.stop_reason()
@@ -500,10 +535,8 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
                 checkpoint.finish()
 
     result = _finite(outcome.result.to_json())
-    done = _finish(
-        job_id,
-        attempt,
-        JobStatus.SUCCEEDED,
+    # The epochs not recorded yet and the success in one write.
+    done = reporter.succeed(
         result=result,
         artifact_key=artifact_key,
         artifact_epoch=outcome.result.weights_epoch,
@@ -512,6 +545,8 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
     )
     if done is None:
         log.info("job %s finished training but was canceled or taken over first; result not recorded", job_id)
+        # Canceled: like a job stopped mid-way, it keeps the weights of its last recorded epoch.
+        _record_partial(claimed, _write_partial(claimed, checkpoint.path, data, config))
         checkpoint.finish()
     else:
         checkpoint.discard()

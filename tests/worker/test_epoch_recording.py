@@ -4,6 +4,7 @@ every epoch recorded exactly once. The runner in this process, against a real SQ
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,9 @@ from typing import Any
 import pytest
 import torch
 from safetensors import safe_open
-from sqlalchemy import select
+from sqlalchemy import event, select
 
-from core.db import get_session_factory
+from core.db import get_engine, get_session_factory
 from core.settings import Settings
 from models import EpochMetric, JobEvent, LayerStat
 from models.base import utcnow
@@ -66,14 +67,32 @@ def spy_on_checkpoints(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]
 
 
 def run_recorded(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, every_seconds: float, spec: dict[str, Any]
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    every_seconds: float,
+    spec: dict[str, Any],
+    commits: list[object] | None = None,
 ) -> tuple[str, list[int], list[tuple[int, int]]]:
     """Runs a job to success with epochs recorded every `every_seconds`: its id, its recorded epochs and
-    (checkpoint epoch, last recorded epoch) at each checkpoint written. A succeeded job keeps none."""
+    (checkpoint epoch, last recorded epoch) at each checkpoint written. A succeeded job keeps none. The
+    database commits of the runner's thread go to `commits`."""
     monkeypatch.setattr(settings, "epoch_record_seconds", every_seconds)
     written = spy_on_checkpoints(monkeypatch)
     job_id = submit(spec)
-    runner.run_job(job_id)
+    runner_thread = threading.get_ident()
+
+    def count(connection: object) -> None:
+        # The lease's heartbeats (another thread, once a second) are not the job's writes.
+        if commits is not None and threading.get_ident() == runner_thread:
+            commits.append(connection)
+
+    if commits is not None:
+        event.listen(get_engine(), "commit", count)
+    try:
+        runner.run_job(job_id)
+    finally:
+        if commits is not None:
+            event.remove(get_engine(), "commit", count)
     job, epochs = load(job_id)
     assert job.status == "succeeded", job.error_message
     assert not (settings.artifacts_dir / "checkpoints" / f"{job_id}.safetensors").exists(), "gone at success"
@@ -83,8 +102,11 @@ def run_recorded(
 def test_a_job_shorter_than_the_interval_is_written_once_and_writes_no_checkpoint(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job_id, epochs, written = run_recorded(settings, monkeypatch, 3600, SHORT)
+    commits: list[object] = []
+    job_id, epochs, written = run_recorded(settings, monkeypatch, 3600, SHORT, commits)
     assert epochs == [1, 2, 3, 4, 5, 6]
+    # Two transactions in all: the claim, then the epochs together with the success.
+    assert len(commits) == 2
     events = epoch_events(job_id)
     # One transaction: every epoch's event carries the same write time, in epoch order.
     assert [epoch for epoch, _ in events] == epochs and len({at for _, at in events}) == 1

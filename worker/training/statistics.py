@@ -1,11 +1,12 @@
-"""Per-tensor weight statistics, as the README defines them, computed on the tensors' device in
-float64 with one host transfer per call."""
+"""Per-tensor weight statistics, as the README defines them, in float64: a large tensor or one on an
+accelerator on its device (one host transfer per call), a small CPU tensor with numpy."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,6 +19,11 @@ HISTOGRAM_BINS = 31
 HISTOGRAM_HEADROOM = 1.5
 
 TOTALS = ("l1_norm", "sq_sum", "max_abs", "zeros", "near_zeros")
+SCALARS = (*TOTALS, "mean", "std", "dead_units", "spectral_norm")
+# A CPU tensor with at most this many elements is summarized with numpy: at this size a dozen torch operations
+# cost more to dispatch than to compute. Measured on 2 cores: a 4x3 linear model's statistics took 185 us with
+# torch and 73 us with numpy, about 4 ms of a 20-epoch iris job; a 256x256 layer is faster with torch.
+NUMPY_MAX_ELEMENTS = 4096
 
 
 def _totals_row(w: torch.Tensor) -> list[torch.Tensor]:
@@ -67,31 +73,37 @@ class WeightStatistics:
 
     @torch.no_grad()
     def compute(self) -> tuple[list[dict[str, Any]], dict[str, float]]:
-        """Every statistic of every parameter tensor, and the totals."""
-        scalar_rows, histograms = [], []
-        for name, p in self.named:
-            w = p.detach().to(torch.float64)
+        """Every statistic of every parameter tensor, and the totals. A histogram's bin i holds
+        edges[i] <= w < edges[i + 1] (the last bin closed; values beyond the edges in the outermost bins), as
+        numpy.histogram of the served weights clipped to the edges counts."""
+        scalars: list[list[float] | None] = []
+        counts: list[list[int] | None] = []
+        on_device: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (position, scalars, histogram counts)
+        for position, (name, p) in enumerate(self.named):
+            w = p.detach()
             if name not in self.edges:
                 top = float(w.abs().max()) * HISTOGRAM_HEADROOM or NEAR_ZERO
                 self.edges[name] = torch.linspace(-top, top, HISTOGRAM_BINS + 1).tolist()
-            low, high = self.edges[name][0], self.edges[name][-1]
-            histograms.append(torch.histc(w.clamp(low, high), HISTOGRAM_BINS, low, high))
-            nan = torch.tensor(math.nan, dtype=torch.float64, device=w.device)
-            if w.ndim >= 2:
-                units = w.reshape(w.shape[0], -1)
-                dead = (units.abs().sum(dim=1) == 0).sum().to(torch.float64)
-                spectral = torch.linalg.matrix_norm(units, ord=2)
+            if w.device.type == "cpu" and w.dtype in (torch.float32, torch.float64) and w.numel() <= NUMPY_MAX_ELEMENTS:
+                host = w.numpy().astype(np.float64)
+                scalars.append(_scalars_numpy(host))
+                counts.append(_histogram_numpy(host, self.edges[name]))
             else:
-                dead, spectral = nan, nan
-            std = w.std(correction=0) if w.numel() > 1 else torch.zeros_like(nan)
-            scalar_rows.append(torch.stack([*_totals_row(w), w.mean(), std, dead, spectral]))
-        scalars = torch.stack(scalar_rows).cpu().tolist()
-        counts = torch.stack(histograms).cpu().to(torch.int64).tolist()
+                scalars.append(None)
+                counts.append(None)
+                on_device.append((position, *_statistics_torch(w.to(torch.float64), self.edges[name])))
+        if on_device:
+            # One host transfer for every tensor summarized on its device.
+            rows = torch.stack([row for _, row, _ in on_device]).cpu().tolist()
+            histograms = torch.stack([hist for _, _, hist in on_device]).cpu().to(torch.int64).tolist()
+            for (position, _, _), row, hist in zip(on_device, rows, histograms, strict=True):
+                scalars[position], counts[position] = row, hist
 
         layers: list[dict[str, Any]] = []
         penalized_rows = []
         for (name, p), row, hist in zip(self.named, scalars, counts, strict=True):
-            values = dict(zip((*TOTALS, "mean", "std", "dead_units", "spectral_norm"), row, strict=True))
+            assert row is not None and hist is not None
+            values = dict(zip(SCALARS, row, strict=True))
             n = p.numel()
             if name in self.penalized_names:
                 penalized_rows.append((n, values))
@@ -114,3 +126,42 @@ class WeightStatistics:
                 }
             )
         return layers, _summarize(penalized_rows)
+
+
+def _statistics_torch(w: torch.Tensor, edges: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A float64 tensor's SCALARS and histogram counts, on its device (no host transfer)."""
+    nan = torch.tensor(math.nan, dtype=torch.float64, device=w.device)
+    if w.ndim >= 2:
+        units = w.reshape(w.shape[0], -1)
+        dead = (units.abs().sum(dim=1) == 0).sum().to(torch.float64)
+        spectral = torch.linalg.matrix_norm(units, ord=2)
+    else:
+        dead, spectral = nan, nan
+    std = w.std(correction=0) if w.numel() > 1 else torch.zeros_like(nan)
+    low, high = edges[0], edges[-1]
+    histogram = torch.histc(w.clamp(low, high), HISTOGRAM_BINS, low, high)
+    return torch.stack([*_totals_row(w), w.mean(), std, dead, spectral]), histogram
+
+
+def _scalars_numpy(w: np.ndarray) -> list[float]:
+    """The same SCALARS as _statistics_torch, for a small float64 array on the host."""
+    a = np.abs(w)
+    row = [
+        float(a.sum()),
+        float((w * w).sum()),
+        float(a.max()),
+        float(np.count_nonzero(w == 0)),
+        float(np.count_nonzero(a < NEAR_ZERO)),
+        float(w.mean()),
+        float(w.std()) if w.size > 1 else 0.0,
+    ]
+    if w.ndim < 2:
+        return [*row, math.nan, math.nan]
+    units = w.reshape(w.shape[0], -1)
+    dead = float(np.count_nonzero(a.reshape(w.shape[0], -1).sum(axis=1) == 0))
+    return [*row, dead, float(np.linalg.svd(units, compute_uv=False)[0])]
+
+
+def _histogram_numpy(w: np.ndarray, edges: list[float]) -> list[int]:
+    bins = np.searchsorted(np.asarray(edges), np.clip(w.reshape(-1), edges[0], edges[-1]), side="right") - 1
+    return np.bincount(np.minimum(bins, HISTOGRAM_BINS - 1), minlength=HISTOGRAM_BINS).tolist()

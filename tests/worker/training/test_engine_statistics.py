@@ -143,3 +143,39 @@ def test_histogram_edges_are_fixed_across_epochs(trained: tuple[str, TrainOutcom
             assert sum(layer["histogram"]["counts"]) == layer["count"]
     # The weights did move, so equal edges are not equal data.
     assert reports[0].layers[0]["l2_norm"] != reports[-1].layers[0]["l2_norm"]
+
+
+def test_host_and_device_summaries_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small CPU tensor is summarized with numpy and a large one with torch: both ways give the same
+    statistics of the same weights."""
+    import torch
+
+    from worker.training import statistics
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(12, 9), torch.nn.ReLU(), torch.nn.Linear(9, 3))
+    with torch.no_grad():
+        net[0].weight[2].zero_()  # a dead unit and exact zeros to count
+        net[2].weight[0, :4] = 5e-4  # near zeros
+    penalized = frozenset({"0.weight", "2.weight"})
+    results = {}
+    for name, limit in (("numpy", 10**9), ("torch", 0)):
+        monkeypatch.setattr(statistics, "NUMPY_MAX_ELEMENTS", limit)
+        summary = statistics.WeightStatistics(net, penalized)
+        summary.compute()  # fixes the edges at these weights
+        with torch.no_grad():
+            net[0].weight.mul_(2.0)  # past the edges: outermost bins
+        results[name] = summary.compute()
+        with torch.no_grad():
+            net[0].weight.mul_(0.5)
+    (numpy_layers, numpy_totals), (torch_layers, torch_totals) = results["numpy"], results["torch"]
+    assert [layer["histogram"] for layer in numpy_layers] == [layer["histogram"] for layer in torch_layers]
+    assert numpy_layers[0]["dead_units"] == torch_layers[0]["dead_units"] == 1
+    assert numpy_layers[2]["near_zero_fraction"] == torch_layers[2]["near_zero_fraction"] > 0
+    for mine, theirs in zip(numpy_layers, torch_layers, strict=True):
+        for key, value in theirs.items():
+            if isinstance(value, float):
+                assert mine[key] == pytest.approx(value, rel=1e-12, abs=1e-15), (mine["name"], key)
+            else:
+                assert mine[key] == value, (mine["name"], key)
+    assert numpy_totals == pytest.approx(torch_totals, rel=1e-12)
