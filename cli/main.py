@@ -11,17 +11,21 @@ import sys
 import tempfile
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from cli.client import FAILURE, ApiClient, CommandError, read_json_file, segment
-from cli.follow import follow_events
+from cli.follow import follow_events_interruptibly
 from cli.keys import add_commands as add_key_commands
 from cli.keys import announce_admin_key, redact
 from cli.progress import Display, JobProgress, StudyProgress
 from cli.views import job_outcome, job_summary, jobs_table, studies_table, study_summary
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 from models.job_status import JobStatus
 
 # The shell's exit status for a command stopped by Ctrl-C (128 + SIGINT).
 INTERRUPTED = 130
+# The exit status for a command that cannot run as configured (argparse's for a bad command line).
+USAGE = 2
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -165,7 +169,7 @@ def follow(client: ApiClient, kind: str, identifier: str) -> int:
     progress = JobProgress(display, identifier) if kind == "job" else StudyProgress(display, identifier)
     resource = f"/v1/{'jobs' if kind == 'job' else 'studies'}/{segment(identifier)}"
     try:
-        follow_events(client, f"{resource}/events", progress.handle)
+        follow_events_interruptibly(client, f"{resource}/events", progress.handle)
     except KeyboardInterrupt:
         display.finish()
         print(
@@ -377,8 +381,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def log_level() -> int:
+    """REGTRAIN_LOG_LEVEL, for every process a command starts (scheduler, worker, client commands); INFO when
+    the settings cannot be read, which the command then reports (settings_problem)."""
+    try:
+        return int(logging.getLevelName(get_settings().log_level.upper()))
+    except ValidationError:
+        return logging.INFO
+
+
+def settings_problem(error: ValidationError) -> str:
+    """A sentence naming each REGTRAIN_ variable that is not valid and why, without its value (it may be a
+    secret)."""
+    problems = "; ".join(
+        f"REGTRAIN_{'_'.join(str(part) for part in item['loc']).upper()}: {item['msg']}" for item in error.errors()
+    )
+    return f"a setting is not valid: {problems}."
+
+
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=log_level(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     # Each request would otherwise be logged at INFO, in the middle of a command's own output.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -388,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     except CommandError as error:
         print(f"regtrain: {error.message}", file=sys.stderr)
         return error.status
+    except ValidationError as error:
+        if error.title != Settings.__name__:
+            raise
+        print(f"regtrain: {settings_problem(error)}", file=sys.stderr)
+        return USAGE
     except KeyboardInterrupt:
         return INTERRUPTED
 

@@ -6,10 +6,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, computed_field
+from pydantic import Field, SecretStr, computed_field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIB = 1024 * 1024
+
+
+# Python's logging levels, as uvicorn and Celery name them too.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
 class Settings(BaseSettings):
@@ -136,7 +140,16 @@ class Settings(BaseSettings):
         "together, at most this often, and what is left when the attempt ends. The job's checkpoint follows its "
         "recorded epochs. 0 writes every epoch on its own.",
     )
-    log_level: str = "info"
+    log_level: str = Field(
+        "info", description=f"How much every process logs: one of {', '.join(LOG_LEVELS)} (any case)."
+    )
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        if value.lower() not in LOG_LEVELS:
+            raise ValueError(f"the log level must be one of {', '.join(LOG_LEVELS)}")
+        return value.lower()
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -188,13 +188,21 @@ def startable(waiting: list[Waiting]) -> int:
     return sum(min(tenant.queued, tenant.free_slots) for tenant in waiting)
 
 
-def publish_freed_slot(session: Session, settings: Settings, tenant_id: str) -> list[str]:
-    """A job of `tenant_id` ended (or went back to the queue), freeing one of its running slots. On each
-    queue where the tenant has queued jobs, publish one message if the queue holds fewer messages than
-    the jobs that could start now: a message that found the tenant at its limit started nothing, and
-    this one replaces it. Returns the queues published to. Publishing more than needed is harmless (a
-    message that finds nothing to start does nothing); publishing too few would leave jobs waiting for
-    the sweeper, so a broker that cannot be asked gets a message anyway."""
+@dataclass(frozen=True)
+class FreedSlot:
+    """A queue where the tenant that freed a running slot has queued jobs and a free slot: one of them to
+    name in a message, and how many jobs on the queue could start now."""
+
+    queue: str
+    any_job_id: str
+    startable: int
+
+
+def freed_slot_demand(session: Session, settings: Settings, tenant_id: str) -> list[FreedSlot]:
+    """The database half of passing a freed slot on: read in the caller's transaction, which may be the one
+    that ends the job (its slot counts as free there). Read the broker only after that commits
+    (pass_freed_slot_on): a message that found the slot still taken and started nothing meanwhile then
+    shows as one fewer in the queue."""
     queues = list(
         session.execute(
             select(Job.queue, func.min(Job.id))
@@ -202,17 +210,37 @@ def publish_freed_slot(session: Session, settings: Settings, tenant_id: str) -> 
             .group_by(Job.queue)
         )
     )
-    published = []
+    demand = []
     for queue, any_job_id in queues:
         waiting = waiting_tenants(session, settings, queue)
-        if not any(tenant.tenant_id == tenant_id and tenant.free_slots > 0 for tenant in waiting):
-            continue  # the slot was taken again already, by a message that was waiting
+        if any(tenant.tenant_id == tenant_id and tenant.free_slots > 0 for tenant in waiting):
+            demand.append(FreedSlot(queue, any_job_id, startable(waiting)))
+        # else the slot was taken again already, by a message that was waiting
+    return demand
+
+
+def pass_freed_slot_on(demand: list[FreedSlot]) -> list[str]:
+    """The broker half: on each queue of `demand`, publish one message if the queue holds fewer messages
+    than the jobs that could start now. Returns the queues published to."""
+    published = []
+    for slot in demand:
         try:
-            enough = queue_depth(queue) >= startable(waiting)
+            enough = queue_depth(slot.queue) >= slot.startable
         except Exception:
-            log.warning("could not read the depth of queue %s; publishing", queue, exc_info=True)
+            log.warning("could not read the depth of queue %s; publishing", slot.queue, exc_info=True)
             enough = False
-        if not enough and enqueue_job(any_job_id, queue):
-            published.append(queue)
-    session.rollback()
+        if not enough and enqueue_job(slot.any_job_id, slot.queue):
+            published.append(slot.queue)
     return published
+
+
+def publish_freed_slot(session: Session, settings: Settings, tenant_id: str) -> list[str]:
+    """A job of `tenant_id` ended (or went back to the queue), freeing one of its running slots. On each
+    queue where the tenant has queued jobs, publish one message if the queue holds fewer messages than
+    the jobs that could start now: a message that found the tenant at its limit started nothing, and
+    this one replaces it. Returns the queues published to. Publishing more than needed is harmless (a
+    message that finds nothing to start does nothing); publishing too few would leave jobs waiting for
+    the sweeper, so a broker that cannot be asked gets a message anyway."""
+    demand = freed_slot_demand(session, settings, tenant_id)
+    session.rollback()
+    return pass_freed_slot_on(demand)

@@ -193,17 +193,18 @@ class DatabaseReporter:
         retrying(write)
         self._recorded()
 
-    def succeed(self, **values: Any) -> Job | None:
+    def succeed(self, **values: Any) -> list[job_queue.FreedSlot] | None:
         """The attempt trained to the end and its artifact is stored: its pending epochs and its success
-        in one transaction. None (nothing written) when the job was canceled or taken over first."""
+        in one transaction, which also reads what the running slot it frees needs (to pass on once it
+        commits). None (nothing written) when the job was canceled or taken over first."""
 
-        def write() -> Job | None:
+        def write() -> list[job_queue.FreedSlot] | None:
             with session_scope() as session:
                 try:
                     self._record(session)
                 except Canceled:
                     return None
-                return transition(
+                job = transition(
                     session,
                     self.job_id,
                     JobStatus.SUCCEEDED,
@@ -211,11 +212,14 @@ class DatabaseReporter:
                     attempt=self.lease.attempt,
                     **values,
                 )
+                if job is None:
+                    return None
+                return job_queue.freed_slot_demand(session, get_settings(), job.tenant_id)
 
-        job = retrying(write)
-        if job is not None:
+        demand = retrying(write)
+        if demand is not None:
             self._recorded()
-        return job
+        return demand
 
     def _record(self, session: Session) -> None:
         """Writes the pending epochs, fenced; raises Canceled (writing nothing) when the attempt no longer
@@ -356,15 +360,17 @@ def run_job(job_id: str, load: Callable[[str, str, str, list[str] | None], Loade
         claimed = ClaimedJob(
             job.id, job.tenant_id, job.attempts, job.spec, job.task, job.dataset_id, job.dataset_sha256, job.kind
         )
+    passed = False  # whether the job's end has passed its running slot on already
     try:
         if claimed.kind == "study":
             from worker import studies
 
             studies.run_claimed(claimed, load)
         else:
-            _run_claimed(claimed, load)
+            passed = _run_claimed(claimed, load)
     finally:
-        _pass_slot_on(claimed.tenant_id)
+        if not passed:
+            _pass_slot_on(claimed.tenant_id)
 
 
 @dataclass(frozen=True)
@@ -437,7 +443,7 @@ def _pass_slot_on(tenant_id: str) -> None:
         log.warning("could not pass on a running slot of tenant %s; the sweeper will", tenant_id, exc_info=True)
 
 
-def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] | None], LoadedData]) -> None:
+def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] | None], LoadedData]) -> bool:
     job_id, attempt, spec, task = claimed.job_id, claimed.attempt, claimed.spec, claimed.task
     dataset_id, sha256 = claimed.dataset_id, claimed.sha256
     settings = get_settings()
@@ -494,27 +500,27 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
                 log.info("job %s stopped at epoch %d: it no longer belongs to this attempt", job_id, stop.epoch)
                 # Canceled (it is terminal already), or taken over: the fenced write tells which.
                 _record_partial(claimed, keep_partial())
-            return
+            return False
         except Diverged as exc:
             # The checkpoint is the last epoch before divergence (an epoch's checkpoint is written only
             # after its losses were found finite); its weights are checked finite again before serving.
             reporter.settle(quietly=True)
             _fail(claimed, keep_partial(), error_type="diverged", error_message=str(exc))
-            return
+            return False
         except (InvalidData, DatasetUnavailable) as exc:
             reporter.settle(quietly=True)
             _fail(claimed, keep_partial(), error_type="invalid_data", error_message=str(exc))
-            return
+            return False
         except StoreUnavailable as exc:
             log.warning("job %s: the store stayed unavailable (%s)", job_id, exc.detail)
             reporter.settle(quietly=True)
             checkpoint.finish()
             _hand_back(job_id, attempt, "the store is unavailable")
-            return
+            return False
         except ObjectMissing as exc:
             reporter.settle(quietly=True)
             _fail(claimed, keep_partial(), **missing_object_error(job_id, exc))
-            return
+            return False
         except Exception:
             # Not the user's data: the service's own fault. The traceback goes to the log only, under a
             # reference the job shows, so that an operator can find it and the user is not blamed.
@@ -529,13 +535,14 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
                 f"{reference}. This is not a problem with your data or spec.",
                 error_reference=reference,
             )
-            return
+            return False
         finally:
             if not trained:
                 checkpoint.finish()
 
     result = _finite(outcome.result.to_json())
-    # The epochs not recorded yet and the success in one write.
+    # The epochs not recorded yet and the success in one write, which also reads what the freed running
+    # slot needs (job_queue.freed_slot_demand).
     done = reporter.succeed(
         result=result,
         artifact_key=artifact_key,
@@ -548,8 +555,13 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
         # Canceled: like a job stopped mid-way, it keeps the weights of its last recorded epoch.
         _record_partial(claimed, _write_partial(claimed, checkpoint.path, data, config))
         checkpoint.finish()
-    else:
-        checkpoint.discard()
+        return False
+    checkpoint.discard()
+    try:
+        job_queue.pass_freed_slot_on(done)
+    except Exception:
+        log.warning("could not pass on a running slot of tenant %s; the sweeper will", claimed.tenant_id, exc_info=True)
+    return True
 
 
 def _write_partial(

@@ -386,6 +386,7 @@ def test_ctrl_c_stops_following_and_the_job_goes_on(stack: Stack, user_env: dict
     finally:
         if process.poll() is None:
             process.kill()
+            process.wait()
     job_id = output.read_text().split()[1]
     assert process.returncode == 130
     assert stderr == (
