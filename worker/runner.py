@@ -462,7 +462,9 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
             return _write_partial(claimed, checkpoint.path, data, config)
 
         try:
-            checkpoint.fetch(give_up=stopping)
+            if attempt > 1:
+                # Only an earlier attempt of the job leaves a checkpoint: a first one asks the store for none.
+                checkpoint.fetch(give_up=stopping)
             data = load(dataset_id, sha256, spec["target"] or "target", spec.get("features"))
             config = TrainConfig.from_spec(spec, task)  # type: ignore[arg-type]
             with intra_op_threads(1 if small(config, data.arrays.X.shape) and JOBS_AT_A_TIME == 1 else 0):

@@ -28,7 +28,7 @@ from tests.support.s3 import SeaweedFS
 from tests.support.servers import wait_until
 from worker import runner
 from worker.datasets import dataset_file, evict_least_recently_used, load_dataset
-from worker.training import NullReporter, TrainConfig, train
+from worker.training import EpochReport, NullReporter, TrainConfig, train
 from worker.training.checkpoint import checkpoint_epoch
 
 JOB = {
@@ -81,15 +81,25 @@ def when(condition: Callable[[], bool], action: Callable[[], None]) -> Callable[
 
 
 def test_a_job_handed_back_resumes_on_another_host_from_the_stores_checkpoint(
-    hosts: Hosts, caplog: pytest.LogCaptureFixture
+    hosts: Hosts, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = hosts.become("host-a")
     store = get_store(first)
     job_id = submit(JOB)
-    joined = when(lambda: load(job_id)[0].progress_epoch >= 2, runner.SHUTTING_DOWN.set)
-    runner.run_job(job_id)
-    joined()
-    runner.SHUTTING_DOWN.clear()
+    # The worker starts shutting down once epoch 2 has ended, wherever the job's own timing puts that.
+    reported = runner.DatabaseReporter.on_epoch
+
+    def on_epoch(reporter: runner.DatabaseReporter, report: EpochReport) -> None:
+        reported(reporter, report)
+        if report.epoch == 2:
+            runner.SHUTTING_DOWN.set()
+
+    monkeypatch.setattr(runner.DatabaseReporter, "on_epoch", on_epoch)
+    try:
+        runner.run_job(job_id)
+    finally:
+        runner.SHUTTING_DOWN.clear()
+        monkeypatch.setattr(runner.DatabaseReporter, "on_epoch", reported)
     job, epochs = load(job_id)
     assert job.status == "queued"
     stored = first.home / "stored.safetensors"
