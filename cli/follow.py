@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -181,35 +179,3 @@ def follow_events(
                 "(training goes on on the server)."
             )
         time.sleep(retry)
-
-
-def follow_events_interruptibly(
-    client: ApiClient,
-    path: str,
-    handle: Callable[[str, dict[str, Any]], None],
-    give_up_after: float = GIVE_UP_AFTER_SECONDS,
-) -> str | None:
-    """follow_events, with the connection read on a thread of its own and `handle` called on this one.
-
-    Ctrl-C raises KeyboardInterrupt in the main thread wherever it is. Reading the stream there, it could land
-    inside the HTTP client's connection pool while the pool holds its lock, and the cleanup that follows
-    would wait on that lock forever. Here the main thread only waits for the next event and handles it, so
-    KeyboardInterrupt reaches the caller at once; the reading thread is a daemon, abandoned at exit."""
-    events: queue.Queue[tuple[str, Any, Any]] = queue.Queue()
-
-    def read() -> None:
-        try:
-            status = follow_events(client, path, lambda kind, data: events.put(("event", kind, data)), give_up_after)
-            events.put(("end", status, None))
-        except BaseException as error:  # handed to the main thread, which raises it
-            events.put(("error", error, None))
-
-    threading.Thread(target=read, name="follow-events", daemon=True).start()
-    while True:
-        what, first, second = events.get()
-        if what == "event":
-            handle(first, second)
-        elif what == "end":
-            return first
-        else:
-            raise first

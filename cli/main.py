@@ -14,7 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cli.client import FAILURE, ApiClient, CommandError, read_json_file, segment
-from cli.follow import follow_events_interruptibly
+from cli.follow import follow_events
 from cli.keys import add_commands as add_key_commands
 from cli.keys import announce_admin_key, redact
 from cli.progress import Display, JobProgress, StudyProgress
@@ -169,7 +169,7 @@ def follow(client: ApiClient, kind: str, identifier: str) -> int:
     progress = JobProgress(display, identifier) if kind == "job" else StudyProgress(display, identifier)
     resource = f"/v1/{'jobs' if kind == 'job' else 'studies'}/{segment(identifier)}"
     try:
-        follow_events_interruptibly(client, f"{resource}/events", progress.handle)
+        follow_events(client, f"{resource}/events", progress.handle)
     except KeyboardInterrupt:
         display.finish()
         print(

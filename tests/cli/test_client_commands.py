@@ -378,6 +378,9 @@ def test_ctrl_c_stops_following_and_the_job_goes_on(stack: Stack, user_env: dict
             stdout=out,
             stderr=subprocess.PIPE,
             text=True,
+            # A terminal's Ctrl-C, whatever started the tests: a runner started in the background (`&`) passes
+            # on SIGINT ignored, and Python then never raises KeyboardInterrupt.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
     try:
         wait_until(lambda: epoch_numbers(output.read_text()), timeout=120, what="the first epoch line")
@@ -386,7 +389,7 @@ def test_ctrl_c_stops_following_and_the_job_goes_on(stack: Stack, user_env: dict
     finally:
         if process.poll() is None:
             process.kill()
-            process.wait()
+            process.communicate()
     job_id = output.read_text().split()[1]
     assert process.returncode == 130
     assert stderr == (

@@ -200,6 +200,11 @@ class _Outputs(nn.Module):
         return rows
 
 
+def _latest(latest: list[tuple[Split, torch.Tensor]], split: Split) -> torch.Tensor | None:
+    """The stacked outputs evaluated on this very split (the same object), if any."""
+    return next((outputs for seen, outputs in latest if seen is split), None)
+
+
 def _per_member(values: list[float], like: torch.Tensor, ndim: int) -> torch.Tensor:
     """A (K, 1, ..., 1) tensor of per-member values, rounded to the parameters' dtype once, as torch
     rounds a Python scalar it applies to a tensor."""
@@ -532,8 +537,8 @@ class _StackedRun:
         chunk = max(1, EVAL_CHUNK_ROWS // len(self.members))
         return torch.cat([self.forward(split.X[s : s + chunk], False) for s in range(0, len(split), chunk)], dim=1)
 
-    def evaluate_members(self, split: Split) -> list[dict[str, float]]:
-        stacked = self.outputs(split)
+    def evaluate_members(self, split: Split, stacked: torch.Tensor) -> list[dict[str, float]]:
+        """Each member's metrics from the stacked outputs (self.outputs) on `split`."""
         return [evaluate(_Outputs(stacked[i]), split, self.task, self.class_weights) for i in range(len(self.members))]
 
     @torch.no_grad()
@@ -593,6 +598,7 @@ class _StackedRun:
         seconds = {"steps": 0.0, "evaluation": 0.0, "reporting": 0.0}
         params = list(self.params.values())
 
+        latest: list[tuple[Split, torch.Tensor]] = []
         for epoch in range(1, last_epoch + 1):
             if all(m.done for m in self.members):
                 break
@@ -611,8 +617,13 @@ class _StackedRun:
                 self.update()
             steps_done = time.perf_counter()
 
-            train_losses = [r["data_loss"] for r in self.evaluate_members(train_loss_rows)]
-            val_metrics = self.evaluate_members(val_split) if val_split is not None else None
+            # The outputs of the latest evaluation, by split: the final ones when no member's kept weights
+            # differ from those (see below).
+            latest = [(train_loss_rows, self.outputs(train_loss_rows))]
+            if val_split is not None:
+                latest.append((val_split, self.outputs(val_split)))
+            train_losses = [r["data_loss"] for r in self.evaluate_members(*latest[0])]
+            val_metrics = self.evaluate_members(*latest[1]) if val_split is not None else None
             totals = self.totals()
             evaluated = time.perf_counter()
             for i, member in list(self.live()):
@@ -624,18 +635,28 @@ class _StackedRun:
             seconds["reporting"] += reported - evaluated
         for i, member in list(self.live()):
             self._finish(i, member, member.epochs_run)
-        self.load_final_states()
+        unchanged = self.load_final_states()
         splits = {"train": train_split, "validation": val_split, "test": self.prepared.test}
-        outputs = {name: self.outputs(split) for name, split in splits.items() if split is not None}
+        outputs: dict[str, torch.Tensor] = {}
+        for name, split in splits.items():
+            if split is not None:
+                reused = _latest(latest, split) if unchanged else None
+                outputs[name] = reused if reused is not None else self.outputs(split)
         return [self._outcome(i, member, seconds, outputs) for i, member in enumerate(self.members)]
 
     @torch.no_grad()
-    def load_final_states(self) -> None:
-        """Each member's kept weights back into the stack, for one stacked forward pass per split."""
+    def load_final_states(self) -> bool:
+        """Each member's kept weights back into the stack, for one stacked forward pass per split. True when
+        they are the stack's weights already (every member keeps its last epoch's): the last epoch's
+        evaluation then holds the final outputs."""
         tensors = self.params | self.buffers
+        unchanged = True
         for i, member in enumerate(self.members):
             for name, tensor in member.final_state.items():
+                if unchanged and not torch.equal(tensors[name][i], tensor):
+                    unchanged = False
                 tensors[name][i].copy_(tensor)
+        return unchanged
 
     def _end_epoch(
         self,

@@ -241,3 +241,35 @@ def test_cnn_members_are_not_stacked_and_equal_their_twins_bit_for_bit() -> None
         assert outcome.outcome is not None
         for name, tensor in twin.state.items():
             assert torch.equal(outcome.outcome.state[name], tensor), name
+
+
+def test_the_last_epochs_outputs_are_the_final_ones_when_every_member_keeps_its_last_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No member stops early: the final metrics come from the last epoch's evaluation, not another pass over
+    the data, and equal those of another pass exactly."""
+    from worker.training import stacked
+
+    configs = [c for i, c in enumerate(sixteen("sgd")) if i not in (13, 14)][:8]
+    passes: list[int] = []
+    forward = stacked._StackedRun.outputs
+
+    def counted(run: Any, split: Any) -> torch.Tensor:
+        passes.append(len(split))
+        return forward(run, split)
+
+    monkeypatch.setattr(stacked._StackedRun, "outputs", counted)
+    reused = train_stacked(configs, wine())
+    epochs = configs[0].training.epochs
+    assert len(passes) == 2 * epochs, "train and validation once per epoch, nothing after"
+
+    passes.clear()
+    load = stacked._StackedRun.load_final_states
+    # The same run, told that the kept weights changed: the final outputs come from another pass.
+    monkeypatch.setattr(stacked._StackedRun, "load_final_states", lambda run: load(run) and False)
+    recomputed = train_stacked(configs, wine())
+    assert len(passes) == 2 * epochs + 2
+    for mine, theirs in zip(reused, recomputed, strict=True):
+        assert mine.outcome is not None and theirs.outcome is not None
+        assert mine.outcome.result.train == theirs.outcome.result.train
+        assert mine.outcome.result.validation == theirs.outcome.result.validation
