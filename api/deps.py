@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,6 +15,25 @@ from api.services.keys import Caller, authenticate, require_scope
 from core.db import get_session_factory
 from core.errors import Unauthorized
 from core.settings import Settings, get_settings
+
+
+def query_names_once(request: Request) -> None:
+    """Every query parameter of this API takes one value: a name given more than once is refused (422), not
+    silently read as its last value. The app runs this before every route."""
+    counts = Counter(name for name, _ in request.query_params.multi_items())
+    repeated = [name for name, count in counts.items() if count > 1]
+    if repeated:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "value_error",
+                    "loc": ("query", name),
+                    "msg": f"`{name}` is given {counts[name]} times; give it once.",
+                    "input": request.query_params.getlist(name),
+                }
+                for name in repeated
+            ]
+        )
 
 
 def get_session() -> Iterator[Session]:

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy.exc import OperationalError
 
+from api.deps import query_names_once
 from api.errors import install_error_handlers
 from api.openapi_links import add_links
 from api.routes import admin, datasets, events, health, jobs, metrics, plots, schedules, studies
@@ -254,6 +255,7 @@ def create_app() -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url="/openapi.json" if docs else None,
+        dependencies=[Depends(query_names_once)],
     )
     install_error_handlers(app)
     _document_errors(app)

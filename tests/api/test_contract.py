@@ -240,3 +240,21 @@ def test_job_status_is_one_enum_everywhere(api_client: TestClient) -> None:
     assert job_status == {"$ref": "#/components/schemas/JobStatus"}
     parameter = next(p for p in schema["paths"]["/v1/jobs"]["get"]["parameters"] if p["name"] == "status")
     assert {"$ref": "#/components/schemas/JobStatus"} in parameter["schema"]["anyOf"]
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "once"),
+    [
+        ("/v1/jobs?limit=5&limit=6", "limit", "/v1/jobs?limit=6"),
+        ("/v1/tenants?offset=null&offset=0.0&limit=1", "offset", "/v1/tenants?offset=0.0&limit=1"),
+    ],
+)
+def test_a_query_parameter_given_twice_is_refused_not_read_as_its_last_value(
+    api_client: TestClient, path: str, name: str, once: str
+) -> None:
+    response = api_client.get(path)
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["loc"] == ["query", name]
+    assert error["msg"] == f"`{name}` is given 2 times; give it once."
+    assert api_client.get(once).status_code == 200, "the last value alone is fine"
