@@ -72,14 +72,6 @@ def running_limit(tenant_limit: int | None, settings: Settings) -> int:
     return tenant_limit if tenant_limit is not None else settings.tenant_max_running_jobs
 
 
-def running_by_tenant(session: Session, tenant_ids: list[str] | None = None) -> dict[str, int]:
-    """Running jobs per tenant, on every queue: the limit is the tenant's, not a queue's."""
-    query = select(Job.tenant_id, func.count()).where(Job.status == JobStatus.RUNNING.value)
-    if tenant_ids is not None:
-        query = query.where(Job.tenant_id.in_(tenant_ids))
-    return {tenant_id: count for tenant_id, count in session.execute(query.group_by(Job.tenant_id))}
-
-
 def waiting_tenants(session: Session, settings: Settings, queue: str) -> list[Waiting]:
     """The tenants with queued jobs on `queue`, fairest first (including those at their limit)."""
     queued = (

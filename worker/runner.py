@@ -360,17 +360,16 @@ def run_job(job_id: str, load: Callable[[str, str, str, list[str] | None], Loade
         claimed = ClaimedJob(
             job.id, job.tenant_id, job.attempts, job.spec, job.task, job.dataset_id, job.dataset_sha256, job.kind
         )
-    passed = False  # whether the job's end has passed its running slot on already
+    demand: list[job_queue.FreedSlot] | None = None  # what the freed slot needs, read with a job's success
     try:
         if claimed.kind == "study":
             from worker import studies
 
             studies.run_claimed(claimed, load)
         else:
-            passed = _run_claimed(claimed, load)
+            demand = _run_claimed(claimed, load)
     finally:
-        if not passed:
-            _pass_slot_on(claimed.tenant_id)
+        _pass_slot_on(claimed.tenant_id, demand)
 
 
 @dataclass(frozen=True)
@@ -433,17 +432,25 @@ def _pass_message_on(job_id: str) -> None:
         log.info("shutting down: the message for job %s goes back to queue %s", job_id, queue)
 
 
-def _pass_slot_on(tenant_id: str) -> None:
-    """The job ended or went back to the queue: one of its tenant's running slots is free. Best effort:
-    if the database or broker is down, the sweeper re-sends for the jobs that could start."""
+def _pass_slot_on(tenant_id: str, demand: list[job_queue.FreedSlot] | None = None) -> None:
+    """The job ended or went back to the queue: one of its tenant's running slots is free. `demand`: what
+    the slot needs, when the job's end read it already (a success); else it is read here. Best effort: if
+    the database or broker is down, the sweeper re-sends for the jobs that could start."""
     try:
-        with session_scope() as session:
-            job_queue.publish_freed_slot(session, get_settings(), tenant_id)
+        if demand is not None:
+            job_queue.pass_freed_slot_on(demand)
+        else:
+            with session_scope() as session:
+                job_queue.publish_freed_slot(session, get_settings(), tenant_id)
     except Exception:
         log.warning("could not pass on a running slot of tenant %s; the sweeper will", tenant_id, exc_info=True)
 
 
-def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] | None], LoadedData]) -> bool:
+def _run_claimed(
+    claimed: ClaimedJob, load: Callable[[str, str, str, list[str] | None], LoadedData]
+) -> list[job_queue.FreedSlot] | None:
+    """Trains a claimed job to its end. Returns what its freed running slot needs when it succeeded (read in
+    the same transaction as the success), None otherwise."""
     job_id, attempt, spec, task = claimed.job_id, claimed.attempt, claimed.spec, claimed.task
     dataset_id, sha256 = claimed.dataset_id, claimed.sha256
     settings = get_settings()
@@ -502,27 +509,27 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
                 log.info("job %s stopped at epoch %d: it no longer belongs to this attempt", job_id, stop.epoch)
                 # Canceled (it is terminal already), or taken over: the fenced write tells which.
                 _record_partial(claimed, keep_partial())
-            return False
+            return None
         except Diverged as exc:
             # The checkpoint is the last epoch before divergence (an epoch's checkpoint is written only
             # after its losses were found finite); its weights are checked finite again before serving.
             reporter.settle(quietly=True)
             _fail(claimed, keep_partial(), error_type="diverged", error_message=str(exc))
-            return False
+            return None
         except (InvalidData, DatasetUnavailable) as exc:
             reporter.settle(quietly=True)
             _fail(claimed, keep_partial(), error_type="invalid_data", error_message=str(exc))
-            return False
+            return None
         except StoreUnavailable as exc:
             log.warning("job %s: the store stayed unavailable (%s)", job_id, exc.detail)
             reporter.settle(quietly=True)
             checkpoint.finish()
             _hand_back(job_id, attempt, "the store is unavailable")
-            return False
+            return None
         except ObjectMissing as exc:
             reporter.settle(quietly=True)
             _fail(claimed, keep_partial(), **missing_object_error(job_id, exc))
-            return False
+            return None
         except Exception:
             # Not the user's data: the service's own fault. The traceback goes to the log only, under a
             # reference the job shows, so that an operator can find it and the user is not blamed.
@@ -537,7 +544,7 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
                 f"{reference}. This is not a problem with your data or spec.",
                 error_reference=reference,
             )
-            return False
+            return None
         finally:
             if not trained:
                 checkpoint.finish()
@@ -557,13 +564,9 @@ def _run_claimed(claimed: ClaimedJob, load: Callable[[str, str, str, list[str] |
         # Canceled: like a job stopped mid-way, it keeps the weights of its last recorded epoch.
         _record_partial(claimed, _write_partial(claimed, checkpoint.path, data, config))
         checkpoint.finish()
-        return False
+        return None
     checkpoint.discard()
-    try:
-        job_queue.pass_freed_slot_on(done)
-    except Exception:
-        log.warning("could not pass on a running slot of tenant %s; the sweeper will", claimed.tenant_id, exc_info=True)
-    return True
+    return done
 
 
 def _write_partial(
